@@ -1,0 +1,1 @@
+"""Use cases over the one event log: commands in, recorded facts out."""

@@ -1,0 +1,143 @@
+"""Customer use cases: each translates one command into one domain decision."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+from application.commands import (
+    AddContact,
+    AggregateCommand,
+    ChangeTier,
+    RecordInteraction,
+    RegisterCustomer,
+    RemoveContact,
+    UpdateCustomerProfile,
+)
+from application.context import CallContext
+from application.errors import InvalidCommandError, NotFoundError
+from application.executor import Act, CommandExecutor
+from application.idempotency import Claim
+from application.results import CommandResult
+from domain.aggregate import EventMeta
+from domain.customer import Customer
+from domain.partner import Partner
+
+EXTERNAL_REF_SCOPE = "customer.external_ref"
+
+
+class CustomerUseCases:
+    def __init__(self, executor: CommandExecutor, *, base_currency: str) -> None:
+        self.executor = executor
+        self.base_currency = base_currency
+
+    def register(self, command: RegisterCustomer, ctx: CallContext) -> CommandResult:
+        customer_id = command.customer_id or uuid4()
+        if command.acquired_via_partner_id is not None:
+            self._require_partner(command.acquired_via_partner_id)
+
+        def build(meta: EventMeta) -> Customer:
+            return Customer.register(
+                customer_id,
+                external_ref=command.external_ref,
+                display_name=command.display_name,
+                kind=command.kind,
+                industry=command.industry,
+                region=command.region,
+                size=command.size,
+                source=command.source,
+                acquired_via_partner_id=command.acquired_via_partner_id,
+                potential_value=command.potential_value,
+                meta=meta,
+            )
+
+        return self.executor.create(
+            command,
+            ctx,
+            kind=Customer.type_name,
+            aggregate_id=customer_id,
+            build=build,
+            claims=[Claim(EXTERNAL_REF_SCOPE, command.external_ref, customer_id)],
+        )
+
+    def update_profile(self, command: UpdateCustomerProfile, ctx: CallContext) -> CommandResult:
+        def act(customer: Customer, meta: EventMeta) -> None:
+            customer.update_profile(command.changes(), meta)
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def add_contact(self, command: AddContact, ctx: CallContext) -> CommandResult:
+        contact_id = command.contact_id or uuid4()
+
+        def act(customer: Customer, meta: EventMeta) -> UUID:
+            customer.add_contact(
+                contact_id,
+                name=command.name,
+                email=command.email,
+                phone=command.phone,
+                title=command.title,
+                layer=command.layer,
+                function=command.function,
+                influence=command.influence,
+                meta=meta,
+            )
+            return contact_id
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def remove_contact(self, command: RemoveContact, ctx: CallContext) -> CommandResult:
+        def act(customer: Customer, meta: EventMeta) -> None:
+            customer.remove_contact(command.contact_id, meta)
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def record_interaction(self, command: RecordInteraction, ctx: CallContext) -> CommandResult:
+        if command.currency is not None and command.currency != self.base_currency:
+            raise InvalidCommandError.single(
+                "currency", f"amounts are recorded in the base currency {self.base_currency}"
+            )
+        if command.partner_id is not None:
+            self._require_partner(command.partner_id)
+        interaction_id = command.interaction_id or uuid4()
+
+        def act(customer: Customer, meta: EventMeta) -> UUID:
+            customer.record_interaction(
+                interaction_id,
+                kind=command.kind,
+                channel=command.channel,
+                direction=command.direction,
+                occurred_at=command.occurred_at,
+                summary=command.summary,
+                amount=command.amount,
+                currency=command.currency,
+                satisfaction=command.satisfaction,
+                partner_id=command.partner_id,
+                contact_ids=command.contact_ids,
+                meta=meta,
+            )
+            return interaction_id
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def change_tier(self, command: ChangeTier, ctx: CallContext) -> CommandResult:
+        def act(customer: Customer, meta: EventMeta) -> None:
+            customer.change_tier(
+                command.to_tier,
+                reason=command.reason,
+                effective_from=command.effective_from or meta.recorded_at,
+                meta=meta,
+            )
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def _update(
+        self,
+        command: AggregateCommand,
+        ctx: CallContext,
+        customer_id: UUID,
+        act: Act[Customer],
+    ) -> CommandResult:
+        return self.executor.update(command, ctx, kind=Customer, aggregate_id=customer_id, act=act)
+
+    def _require_partner(self, partner_id: UUID) -> None:
+        if not self.executor.exists(Partner, partner_id):
+            raise NotFoundError(Partner.type_name, partner_id)

@@ -1,0 +1,212 @@
+"""Running a command: idempotency, optimistic concurrency, bounded retries.
+
+One path for every command. It loads the aggregate, lets the domain decide,
+and saves the new events together with the request record (and any unique
+claims) in one transaction. A version conflict means another writer got
+there first: the command is decided again against the new state, up to
+``max_attempts`` times, unless the caller pinned ``expected_version``, in
+which case a conflict is the caller's to resolve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+from uuid import UUID, uuid4
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    RecordConflictError,
+)
+
+from application.commands import AggregateCommand, Command
+from application.context import CallContext
+from application.errors import (
+    AlreadyExistsError,
+    ConcurrencyConflictError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    StoreUnavailableError,
+    VersionMismatchError,
+)
+from application.event_log import EventLog
+from application.idempotency import Claim, RequestRecord, StoredRequest, fingerprint
+from application.results import CommandResult
+from domain.aggregate import Aggregate, EventMeta
+
+logger = structlog.get_logger(__name__)
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+
+Build = Callable[[EventMeta], Aggregate]
+Act = Callable[[A, EventMeta], UUID | None]
+
+
+class CommandExecutor:
+    def __init__(self, log: EventLog, *, max_attempts: int = 5) -> None:
+        self.log = log
+        self.max_attempts = max_attempts
+
+    def create(
+        self,
+        command: Command,
+        ctx: CallContext,
+        *,
+        kind: str,
+        aggregate_id: UUID,
+        build: Build,
+        claims: Sequence[Claim] = (),
+    ) -> CommandResult:
+        """Record the creation of a new aggregate (exactly once)."""
+        request_id, print_ = self._keys(command, ctx)
+        if (stored := self._stored(request_id)) is not None:
+            return self._replay(stored, print_)
+        if (taken := self._claimed(claims)) is not None:
+            raise AlreadyExistsError(kind, taken[0].key, taken[1])
+        meta = self._meta(request_id, ctx)
+        aggregate = build(meta)
+        try:
+            return self._save(aggregate, request_id, print_, None, claims, command, kind)
+        except RecordConflictError:
+            if (stored := self._stored(request_id)) is not None:
+                return self._replay(stored, print_)
+            if (taken := self._claimed(claims)) is not None:
+                raise AlreadyExistsError(kind, taken[0].key, taken[1]) from None
+            raise AlreadyExistsError(kind, str(aggregate_id), aggregate_id) from None
+
+    def update(
+        self,
+        command: AggregateCommand,
+        ctx: CallContext,
+        *,
+        kind: type[A],
+        aggregate_id: UUID,
+        act: Act[A],
+    ) -> CommandResult:
+        """Decide and record a change to an existing aggregate."""
+        request_id, print_ = self._keys(command, ctx)
+        if (stored := self._stored(request_id)) is not None:
+            return self._replay(stored, print_)
+        for attempt in range(1, self.max_attempts + 1):
+            aggregate = self.load(kind, aggregate_id)
+            if command.expected_version is not None and aggregate.version != command.expected_version:
+                raise VersionMismatchError(aggregate_id, command.expected_version, aggregate.version)
+            meta = self._meta(request_id, ctx)
+            entity_id = act(aggregate, meta)
+            try:
+                return self._save(
+                    aggregate, request_id, print_, entity_id, (), command, kind.type_name
+                )
+            except RecordConflictError:
+                if (stored := self._stored(request_id)) is not None:
+                    return self._replay(stored, print_)
+                if command.expected_version is not None:
+                    actual = self.load(kind, aggregate_id).version
+                    raise VersionMismatchError(
+                        aggregate_id, command.expected_version, actual
+                    ) from None
+                logger.info(
+                    "command_conflict_retry",
+                    command=type(command).__name__,
+                    aggregate_id=str(aggregate_id),
+                    attempt=attempt,
+                )
+        raise ConcurrencyConflictError(aggregate_id, self.max_attempts)
+
+    def load(self, kind: type[A], aggregate_id: UUID) -> A:
+        try:
+            aggregate = self._guard(lambda: self.log.load(aggregate_id))
+        except AggregateNotFoundError:
+            raise NotFoundError(kind.type_name, aggregate_id) from None
+        if not isinstance(aggregate, kind):
+            raise NotFoundError(kind.type_name, aggregate_id)
+        return aggregate
+
+    def exists(self, kind: type[A], aggregate_id: UUID) -> bool:
+        try:
+            self.load(kind, aggregate_id)
+        except NotFoundError:
+            return False
+        return True
+
+    # -------------------------------------------------------------- internals
+
+    def _keys(self, command: Command, ctx: CallContext) -> tuple[str, str]:
+        return command.request_id or str(uuid4()), fingerprint(command, ctx.actor)
+
+    def _meta(self, request_id: str, ctx: CallContext) -> EventMeta:
+        return EventMeta(
+            actor=ctx.actor,
+            request_id=request_id,
+            correlation_id=ctx.correlation_id,
+            recorded_at=self.log.clock.now(),
+        )
+
+    def _claimed(self, claims: Sequence[Claim]) -> tuple[Claim, UUID] | None:
+        journal = self.log.journal
+        for claim in claims:
+            holder = self._guard(lambda c=claim: journal.find_claim(c.scope, c.key))  # type: ignore[misc]
+            if holder is not None:
+                return claim, holder
+        return None
+
+    def _stored(self, request_id: str) -> StoredRequest | None:
+        return self._guard(lambda: self.log.journal.find_request(request_id))
+
+    @staticmethod
+    def _replay(stored: StoredRequest, print_: str) -> CommandResult:
+        if stored.record.fingerprint != print_:
+            raise IdempotencyKeyReusedError(stored.record.request_id)
+        return CommandResult(
+            aggregate_id=stored.record.aggregate_id,
+            version=stored.record.version,
+            position=stored.position,
+            entity_id=stored.record.entity_id,
+            replayed=True,
+        )
+
+    def _save(
+        self,
+        aggregate: Aggregate,
+        request_id: str,
+        print_: str,
+        entity_id: UUID | None,
+        claims: Sequence[Claim],
+        command: Command,
+        kind: str,
+    ) -> CommandResult:
+        record = RequestRecord(
+            request_id=request_id,
+            fingerprint=print_,
+            aggregate_id=aggregate.id,
+            version=aggregate.version,
+            entity_id=entity_id,
+        )
+        recordings = self._guard(
+            lambda: self.log.save(aggregate, request=record, claims=tuple(claims))
+        )
+        position = recordings[-1].notification.id
+        logger.info(
+            "command_recorded",
+            command=type(command).__name__,
+            aggregate_type=kind,
+            aggregate_id=str(aggregate.id),
+            version=aggregate.version,
+            position=position,
+            events=len(recordings),
+        )
+        return CommandResult(aggregate.id, aggregate.version, position, entity_id)
+
+    @staticmethod
+    def _guard(call: Callable[[], T]) -> T:
+        """Turn "the database is not there" into one clear, retryable error."""
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError(
+                f"the event store is unavailable ({type(error).__name__})"
+            ) from error

@@ -1,0 +1,55 @@
+"""Idempotency keys and unique claims, recorded atomically with the events.
+
+The store adapter writes a ``RequestRecord`` (and any ``Claim``) in the same
+transaction as the command's events, so "the events are recorded" and "this
+request id is used" can never disagree, even across crashes and concurrent
+retries. This module holds the port the adapters implement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from application.mapper import canonical_json
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    request_id: str
+    fingerprint: str
+    aggregate_id: UUID
+    version: int
+    entity_id: UUID | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A unique business key (e.g. a customer's external reference) held by an aggregate."""
+
+    scope: str
+    key: str
+    aggregate_id: UUID
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    record: RequestRecord
+    position: int
+
+
+@runtime_checkable
+class RequestJournal(Protocol):
+    def find_request(self, request_id: str) -> StoredRequest | None: ...
+
+    def find_claim(self, scope: str, key: str) -> UUID | None: ...
+
+
+def fingerprint(command: BaseModel, actor: str) -> str:
+    """What makes two requests "the same": the payload and who sent it."""
+    payload = command.model_dump(mode="json", exclude={"request_id"})
+    return hashlib.sha256(canonical_json({"actor": actor, "command": payload})).hexdigest()

@@ -1,0 +1,51 @@
+"""The application facade: one event log, the use cases and queries over it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Self
+
+from eventsourcing.persistence import InterfaceError, OperationalError
+
+from application.clock import Clock, SystemClock
+from application.customers import CustomerUseCases
+from application.errors import StoreUnavailableError
+from application.event_log import EventLog
+from application.executor import CommandExecutor
+from application.partners import PartnerUseCases
+from application.queries import AggregateQueries
+from application.settings import Settings
+
+
+class Accord:
+    """Everything the adapters call. Built by the composition root in ``adapters``."""
+
+    def __init__(
+        self,
+        store_env: Mapping[str, str],
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.clock = clock or SystemClock()
+        try:
+            self.log = EventLog(
+                store_env, snapshot_interval=self.settings.snapshot_interval, clock=self.clock
+            )
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError(f"cannot open the event store: {error}") from error
+        self.executor = CommandExecutor(self.log, max_attempts=self.settings.max_attempts)
+        self.customers = CustomerUseCases(
+            self.executor, base_currency=self.settings.base_currency
+        )
+        self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)
+        self.queries = AggregateQueries(self.log, self.executor)
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,16 @@
+"""Settings the application needs, independent of where they are read from."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    snapshot_interval: int = Field(default=100, ge=1)
+    """Take a snapshot every N events of an aggregate."""
+    base_currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    """All amounts are in this currency; others are refused at the command."""
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    """How often a command is decided again after losing a version race."""
