@@ -8,7 +8,7 @@ type means a new personal field cannot be added without being protected.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -26,12 +26,19 @@ Personal = Annotated[str, PERSONAL]
 """A string that is personal data."""
 
 
+def _marks_personal(annotation: Any) -> bool:
+    """True when ``annotation`` is ``Personal`` or contains it (``Personal | None``)."""
+    if get_origin(annotation) is Annotated:
+        return any(meta is PERSONAL for meta in get_args(annotation)[1:])
+    return any(_marks_personal(arg) for arg in get_args(annotation))
+
+
 def personal_fields(model: type[BaseModel]) -> frozenset[str]:
     """Names of the fields of ``model`` that hold personal data."""
     return frozenset(
         name
         for name, info in model.model_fields.items()
-        if any(meta is PERSONAL for meta in info.metadata)
+        if any(meta is PERSONAL for meta in info.metadata) or _marks_personal(info.annotation)
     )
 
 

@@ -1,0 +1,38 @@
+# Accord: every target does its own set-up, so a fresh clone needs only `make run` or `make test`.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-sqlite check format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## run: set up, then start Accord on the embedded SQLite store (./accord.db)
+run: install
+	$(BIN)/accord serve
+
+## test: set up, then the whole suite on SQLite and on PostgreSQL
+test: install
+	@scripts/ensure-postgres
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+## check: lint, format, types (mypy --strict) and the layer contract
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,94 @@
+"""request_id idempotency (AIP-155): a retry returns the first result, records nothing."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from application import commands as c
+from application.context import CallContext
+from application.errors import IdempotencyKeyReusedError
+from application.results import CommandResult
+from application.service import Accord
+from tests.builders import CTX, log_position, new_customer, purchase, register_customer
+from tests.support import FakeClock
+
+
+def test_a_retried_registration_returns_the_first_result_and_records_nothing(accord: Accord) -> None:
+    command = register_customer(request_id="crm-42")
+    first = accord.customers.register(command, CTX)
+    position = log_position(accord)
+
+    again = accord.customers.register(command, CTX)
+
+    assert (again.aggregate_id, again.version, again.position) == (
+        first.aggregate_id,
+        first.version,
+        first.position,
+    )
+    assert again.replayed and not first.replayed
+    assert log_position(accord) == position
+
+
+def test_a_retried_update_returns_the_created_entity_id(accord: Accord, clock: FakeClock) -> None:
+    customer_id = new_customer(accord)
+    command = purchase(customer_id, "99", clock.now(), request_id="pos-7")
+    first = accord.customers.record_interaction(command, CTX)
+    accord.customers.record_interaction(purchase(customer_id, "1", clock.now()), CTX)
+    position = log_position(accord)
+
+    again = accord.customers.record_interaction(command, CTX)
+
+    assert again.entity_id == first.entity_id
+    assert (again.version, again.position) == (first.version, first.position)
+    assert log_position(accord) == position
+    assert accord.queries.customer(customer_id).purchase_count == 2
+
+
+def test_the_same_request_id_with_another_payload_is_refused(accord: Accord) -> None:
+    accord.customers.register(register_customer(request_id="crm-43", external_ref="A"), CTX)
+    position = log_position(accord)
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        accord.customers.register(register_customer(request_id="crm-43", external_ref="B"), CTX)
+    assert log_position(accord) == position
+
+
+def test_the_same_request_id_from_another_principal_is_refused(accord: Accord) -> None:
+    command = register_customer(request_id="crm-44")
+    accord.customers.register(command, CTX)
+    with pytest.raises(IdempotencyKeyReusedError):
+        accord.customers.register(command, CallContext(actor="someone-else"))
+
+
+def test_commands_without_a_request_id_are_not_deduplicated(accord: Accord, clock: FakeClock) -> None:
+    customer_id = new_customer(accord)
+    command = purchase(customer_id, "10", clock.now())
+    accord.customers.record_interaction(command, CTX)
+    accord.customers.record_interaction(command, CTX)
+    assert accord.queries.customer(customer_id).purchase_count == 2
+
+
+def test_concurrent_retries_of_one_request_record_it_once(accord: Accord, clock: FakeClock) -> None:
+    customer_id = new_customer(accord)
+    command = purchase(customer_id, "10", clock.now(), request_id="burst-1")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results: list[CommandResult] = list(
+            pool.map(lambda _: accord.customers.record_interaction(command, CTX), range(16))
+        )
+
+    assert len({(r.version, r.position, r.entity_id) for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert accord.queries.customer(customer_id).purchase_count == 1
+
+
+def test_a_command_refused_by_an_invariant_leaves_its_request_id_free(accord: Accord) -> None:
+    customer_id = new_customer(accord)
+    refused = c.ChangeTier(customer_id=customer_id, to_tier="STANDARD", reason="x", request_id="t-1")
+    with pytest.raises(Exception, match="already STANDARD"):
+        accord.customers.change_tier(refused, CTX)
+
+    accepted = c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="x", request_id="t-1")
+    assert accord.customers.change_tier(accepted, CTX).version == 2

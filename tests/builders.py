@@ -1,0 +1,87 @@
+"""Valid commands with sensible defaults, so each test states only what it is about."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+from application import commands as c
+from application.context import CallContext
+from application.service import Accord
+
+CTX = CallContext(actor="crm-sync", correlation_id="corr-1")
+SHA = "a" * 64
+
+
+def register_customer(**overrides: Any) -> c.RegisterCustomer:
+    fields: dict[str, Any] = {
+        "external_ref": f"CRM-{uuid4().hex[:8]}",
+        "display_name": "Hangzhou Lakeside Trading Co.",
+        "kind": "ORGANISATION",
+        "industry": "RETAIL",
+        "region": "EAST",
+        "size": "MEDIUM",
+        "source": "TRADE_FAIR",
+        "potential_value": "HIGH",
+    }
+    return c.RegisterCustomer(**{**fields, **overrides})
+
+
+def register_partner(**overrides: Any) -> c.RegisterPartner:
+    fields: dict[str, Any] = {
+        "external_ref": f"PRT-{uuid4().hex[:8]}",
+        "name": "Westlake Logistics",
+        "kind": "JOINT_VENTURE",
+        "regions": ["EAST"],
+        "capabilities": ["DELIVERY"],
+    }
+    return c.RegisterPartner(**{**fields, **overrides})
+
+
+def purchase(customer_id: UUID, amount: str, occurred_at: datetime, **overrides: Any) -> c.RecordInteraction:
+    fields: dict[str, Any] = {
+        "customer_id": customer_id,
+        "kind": "PURCHASE",
+        "channel": "WEB",
+        "direction": "INBOUND",
+        "occurred_at": occurred_at,
+        "amount": Decimal(amount),
+        "currency": "CNY",
+    }
+    return c.RecordInteraction(**{**fields, **overrides})
+
+
+def new_customer(app: Accord, **overrides: Any) -> UUID:
+    return app.customers.register(register_customer(**overrides), CTX).aggregate_id
+
+
+def active_partner(app: Accord, now: datetime) -> UUID:
+    """A partner that may receive data: evaluated, under a confidential agreement, active."""
+    partner_id = app.partners.register(register_partner(), CTX).aggregate_id
+    app.partners.evaluate(
+        c.EvaluatePartner(
+            partner_id=partner_id, strength=80, reputation=75, business_fit=70, data_protection=90
+        ),
+        CTX,
+    )
+    app.partners.sign_agreement(
+        c.SignAgreement(
+            partner_id=partner_id,
+            kind="COOPERATION",
+            effective_from=now - timedelta(days=1),
+            confidentiality=True,
+            permitted_purposes=["JOINT_SERVICE"],
+            permitted_data_categories=["IDENTITY", "CONTACT"],
+            document_sha256=SHA,
+        ),
+        CTX,
+    )
+    app.partners.activate(c.ActivatePartner(partner_id=partner_id, reason="approved"), CTX)
+    return partner_id
+
+
+def log_position(app: Accord) -> int:
+    """The log's last position (0 when empty): a failed command must not move it."""
+    return app.log.recorder.max_notification_id() or 0

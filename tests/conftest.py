@@ -1,0 +1,85 @@
+"""Fixtures: the same behaviour suite runs against a SQLite file and PostgreSQL.
+
+With ``CI=true`` an unreachable PostgreSQL fails the run instead of skipping
+its half of the suite: CI must prove both stores, every time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from adapters.store import StoreConfig
+from adapters.wiring import build_accord
+from application.clock import Clock
+from application.service import Accord
+from application.settings import Settings
+from tests.support import (
+    FakeClock,
+    postgres_reachable,
+    postgres_schema,
+    postgres_store,
+    sqlite_store,
+)
+
+_pg_problem: str | None | bool = False  # False: not yet checked
+
+
+def _require_postgres() -> None:
+    global _pg_problem
+    if _pg_problem is False:
+        _pg_problem = postgres_reachable()
+    if isinstance(_pg_problem, str):
+        message = f"PostgreSQL is not reachable: {_pg_problem}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: PostgreSQL is required)", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreConfig]:
+    """A fresh, empty store of each kind."""
+    if request.param == "sqlite":
+        yield sqlite_store(tmp_path)
+        return
+    _require_postgres()
+    with postgres_schema() as schema:
+        yield postgres_store(schema)
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[StoreConfig]:
+    """A fresh PostgreSQL store, for behaviour that needs real parallel writers."""
+    _require_postgres()
+    with postgres_schema() as schema:
+        yield postgres_store(schema)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+AccordFactory = Callable[..., Accord]
+
+
+@pytest.fixture
+def make_accord(store: StoreConfig) -> Iterator[AccordFactory]:
+    """Build (and later close) applications over the test's store."""
+    with ExitStack() as stack:
+
+        def make(settings: Settings | None = None, clock: Clock | None = None) -> Accord:
+            app = build_accord(store, settings or Settings(), clock)
+            stack.callback(app.close)
+            return app
+
+        yield make
+
+
+@pytest.fixture
+def accord(make_accord: AccordFactory, clock: FakeClock) -> Accord:
+    return make_accord(clock=clock)
