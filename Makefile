@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: set up, then start Accord on the embedded SQLite store (./accord.db)
+## run: set up, then open Accord on the embedded SQLite store (./accord.db)
 run: install
-	$(BIN)/accord serve
+	$(BIN)/accord init
 
 ## test: set up, then the whole suite on SQLite and on PostgreSQL
 test: install

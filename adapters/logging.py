@@ -41,7 +41,9 @@ def _stderr_logger(*_: Any) -> _StderrLogger:
 
 
 def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
-    fmt = fmt or os.environ.get("ACCORD_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    fmt = (
+        fmt or os.environ.get("ACCORD_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    )
     level_name = (level or os.environ.get("ACCORD_LOG_LEVEL") or "INFO").upper()
     renderer: Any = (
         structlog.processors.JSONRenderer()

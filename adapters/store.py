@@ -58,13 +58,17 @@ def store_config(url: str | None = None) -> StoreConfig:
 
 def _sqlite(url: str, netloc: str, path: str) -> StoreConfig:
     if netloc:
-        raise StoreConfigError("a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db")
+        raise StoreConfigError(
+            "a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db"
+        )
     raw = unquote(path[1:] if path.startswith("/") else path)
     if not raw:
         raise StoreConfigError("a SQLite URL names a file: sqlite:///accord.db")
     db_path = Path(raw).expanduser().resolve()
     if not db_path.parent.is_dir():
-        raise StoreConfigError(f"the directory for the SQLite file does not exist: {db_path.parent}")
+        raise StoreConfigError(
+            f"the directory for the SQLite file does not exist: {db_path.parent}"
+        )
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(db_path),
@@ -78,7 +82,9 @@ def _postgres(url: str) -> StoreConfig:
     parts = urlsplit(url)
     dbname = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not dbname:
-        raise StoreConfigError("a PostgreSQL URL names a host and a database: postgresql://user@host:5432/db")
+        raise StoreConfigError(
+            "a PostgreSQL URL names a host and a database: postgresql://user@host:5432/db"
+        )
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"schema", "pool_size", "max_overflow", "connect_timeout"}
     if unknown:

@@ -34,7 +34,9 @@ A = TypeVar("A", bound=Aggregate)
 class Repository(LibraryRepository[UUID]):
     """Loads from the newest usable snapshot; a stale one falls back to full replay."""
 
-    def _reconstruct_aggregate(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
+    def _reconstruct_aggregate(
+        self, aggregate_id: UUID, version: int | None, projector_func: Any
+    ) -> Any:
         try:
             return super()._reconstruct_aggregate(aggregate_id, version, projector_func)
         except StaleSnapshotError:
@@ -100,7 +102,7 @@ class EventLog(Application[UUID]):
                 )
 
     def load(self, aggregate_id: UUID, *, version: int | None = None) -> Aggregate:
-        aggregate = self.repository.get(aggregate_id, version=version)
+        aggregate: object = self.repository.get(aggregate_id, version=version)
         assert isinstance(aggregate, Aggregate)
         return aggregate
 

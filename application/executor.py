@@ -93,8 +93,13 @@ class CommandExecutor:
             return self._replay(stored, print_)
         for attempt in range(1, self.max_attempts + 1):
             aggregate = self.load(kind, aggregate_id)
-            if command.expected_version is not None and aggregate.version != command.expected_version:
-                raise VersionMismatchError(aggregate_id, command.expected_version, aggregate.version)
+            if (
+                command.expected_version is not None
+                and aggregate.version != command.expected_version
+            ):
+                raise VersionMismatchError(
+                    aggregate_id, command.expected_version, aggregate.version
+                )
             meta = self._meta(request_id, ctx)
             entity_id = act(aggregate, meta)
             try:

@@ -43,9 +43,7 @@ class EventMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         if not isinstance(domain_event, (DomainEvent, Snapshot)):
             raise TypeError(f"not an Accord event: {type(domain_event).__name__}")
-        body = domain_event.model_dump(
-            mode="json", exclude={"originator_id", "originator_version"}
-        )
+        body = domain_event.model_dump(mode="json", exclude={"originator_id", "originator_version"})
         body[SCHEMA_KEY] = domain_event.schema_version
         return StoredEvent(
             originator_id=domain_event.originator_id,

@@ -35,9 +35,7 @@ class Accord:
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError(f"cannot open the event store: {error}") from error
         self.executor = CommandExecutor(self.log, max_attempts=self.settings.max_attempts)
-        self.customers = CustomerUseCases(
-            self.executor, base_currency=self.settings.base_currency
-        )
+        self.customers = CustomerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.queries = AggregateQueries(self.log, self.executor)
 

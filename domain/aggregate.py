@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -82,7 +82,7 @@ class Aggregate(BaseModel):
             "created_on": event.timestamp,
             "modified_on": event.timestamp,
         }
-        aggregate = cls.model_construct(**fields)
+        aggregate = cast(Self, cls.model_construct(**fields))
         handler(aggregate, event)
         return aggregate
 
@@ -97,7 +97,9 @@ class Aggregate(BaseModel):
         self.modified_on = event.timestamp
 
     @classmethod
-    def _create(cls, event_type: type[E], aggregate_id: UUID, meta: EventMeta, **fields: Any) -> Self:
+    def _create(
+        cls, event_type: type[E], aggregate_id: UUID, meta: EventMeta, **fields: Any
+    ) -> Self:
         event = event_type(
             originator_id=aggregate_id,
             originator_version=1,

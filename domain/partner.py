@@ -346,9 +346,7 @@ class Partner(Aggregate):
             raise DomainError(Reason.REASON_REQUIRED, "a tier change must name its reason")
         if to_tier is self.tier:
             raise DomainError(Reason.TIER_UNCHANGED, f"the partner is already {to_tier.value}")
-        self._trigger(
-            PartnerTierChanged, meta, from_tier=self.tier, to_tier=to_tier, reason=reason
-        )
+        self._trigger(PartnerTierChanged, meta, from_tier=self.tier, to_tier=to_tier, reason=reason)
 
     def link_customer(self, customer_id: UUID, *, role: LinkRole, meta: EventMeta) -> None:
         self._require_not_terminated()

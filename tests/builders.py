@@ -40,7 +40,9 @@ def register_partner(**overrides: Any) -> c.RegisterPartner:
     return c.RegisterPartner(**{**fields, **overrides})
 
 
-def purchase(customer_id: UUID, amount: str, occurred_at: datetime, **overrides: Any) -> c.RecordInteraction:
+def purchase(
+    customer_id: UUID, amount: str, occurred_at: datetime, **overrides: Any
+) -> c.RecordInteraction:
     fields: dict[str, Any] = {
         "customer_id": customer_id,
         "kind": "PURCHASE",

@@ -26,7 +26,7 @@ from tests.support import (
     sqlite_store,
 )
 
-_pg_problem: str | None | bool = False  # False: not yet checked
+_pg_problem: str | bool | None = False  # False: not yet checked
 
 
 def _require_postgres() -> None:

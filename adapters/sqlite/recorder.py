@@ -7,12 +7,24 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from application.idempotency import Claim, RequestRecord, StoredRequest
 
 
 class AccordSQLiteRecorder(SQLiteApplicationRecorder):
+    def __init__(
+        self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name)
+        # The table name is the library's configuration, never caller input.
+        self._find_request_sql = (
+            "SELECT r.*, e.rowid AS position FROM accord_requests r "  # noqa: S608
+            f"JOIN {events_table_name} e "
+            "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
+            "WHERE r.request_id = ?"
+        )
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -54,13 +66,7 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
 
     def find_request(self, request_id: str) -> StoredRequest | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT r.*, e.rowid AS position FROM accord_requests r "
-                f"JOIN {self.events_table_name} e "
-                "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
-                "WHERE r.request_id = ?",
-                (request_id,),
-            )
+            c.execute(self._find_request_sql, (request_id,))
             row = c.fetchone()
         if row is None:
             return None

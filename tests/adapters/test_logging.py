@@ -35,12 +35,20 @@ def test_a_full_customer_story_logs_json_lines_without_personal_data(
 ) -> None:
     customer_id = accord.customers.register(register_customer(display_name=NAME), CTX).aggregate_id
     contact = accord.customers.add_contact(
-        c.AddContact(customer_id=customer_id, name=CONTACT, email=EMAIL, phone=PHONE,
-                     layer="DECISION", function="FINANCE"),
+        c.AddContact(
+            customer_id=customer_id,
+            name=CONTACT,
+            email=EMAIL,
+            phone=PHONE,
+            layer="DECISION",
+            function="FINANCE",
+        ),
         CTX,
     )
     accord.customers.record_interaction(
-        purchase(customer_id, "10", clock.now() - timedelta(days=1), kind="PURCHASE", summary=SUMMARY),
+        purchase(
+            customer_id, "10", clock.now() - timedelta(days=1), kind="PURCHASE", summary=SUMMARY
+        ),
         CTX,
     )
     accord.customers.update_profile(

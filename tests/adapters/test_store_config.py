@@ -35,9 +35,18 @@ def test_the_environment_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_postgres_urls_map_onto_the_library_settings() -> None:
     config = store_config("postgresql://crm:s3cret@db.internal:6543/accord?schema=crm&pool_size=3")
     assert config.kind == "postgres"
-    assert {k: config.env[k] for k in ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DBNAME",
-                                         "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_SCHEMA",
-                                         "POSTGRES_POOL_SIZE")} == {
+    assert {
+        k: config.env[k]
+        for k in (
+            "POSTGRES_HOST",
+            "POSTGRES_PORT",
+            "POSTGRES_DBNAME",
+            "POSTGRES_USER",
+            "POSTGRES_PASSWORD",
+            "POSTGRES_SCHEMA",
+            "POSTGRES_POOL_SIZE",
+        )
+    } == {
         "POSTGRES_HOST": "db.internal",
         "POSTGRES_PORT": "6543",
         "POSTGRES_DBNAME": "accord",

@@ -80,7 +80,8 @@ def test_expected_version_is_checked_before_deciding(accord: Accord) -> None:
 
     with pytest.raises(VersionMismatchError) as refused:
         accord.customers.change_tier(
-            c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="r", expected_version=2), CTX
+            c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="r", expected_version=2),
+            CTX,
         )
     assert (refused.value.expected, refused.value.actual) == (2, 1)
     assert log_position(accord) == position

@@ -36,7 +36,9 @@ def test_registering_a_customer_records_one_event_with_who_and_why(accord: Accor
 
 def test_a_caller_may_choose_the_customer_id(accord: Accord) -> None:
     chosen = uuid4()
-    assert accord.customers.register(register_customer(customer_id=chosen), CTX).aggregate_id == chosen
+    assert (
+        accord.customers.register(register_customer(customer_id=chosen), CTX).aggregate_id == chosen
+    )
 
 
 def test_an_external_reference_names_one_customer_only(accord: Accord) -> None:
@@ -75,7 +77,10 @@ def test_a_profile_update_records_only_what_changed(accord: Accord) -> None:
 
     last = list(accord.log.history(customer_id))[-1]
     assert last.topic == "customer.profile_updated"
-    assert last.model_dump(include={"region", "industry"}) == {"region": None, "industry": "LOGISTICS"}
+    assert last.model_dump(include={"region", "industry"}) == {
+        "region": None,
+        "industry": "LOGISTICS",
+    }
     assert accord.queries.customer(customer_id).industry == "LOGISTICS"
 
 
@@ -110,7 +115,11 @@ def test_contacts_are_added_with_a_generated_id_and_removed(accord: Accord) -> N
     )
     assert added.entity_id is not None
     contact = accord.queries.customer(customer_id).contacts[added.entity_id]
-    assert (contact.layer.value, contact.function.value, contact.influence) == ("DECISION", "FINANCE", 5)
+    assert (contact.layer.value, contact.function.value, contact.influence) == (
+        "DECISION",
+        "FINANCE",
+        5,
+    )
 
     accord.customers.remove_contact(
         c.RemoveContact(customer_id=customer_id, contact_id=added.entity_id), CTX
@@ -171,7 +180,9 @@ def test_amounts_in_another_currency_are_invalid_on_the_currency_field(
         ({"kind": "CALL", "occurred_at": "2026-01-01T10:00:00"}, "time zone"),
     ],
 )
-def test_interactions_must_carry_the_fields_their_kind_needs(fields: dict[str, object], problem: str) -> None:
+def test_interactions_must_carry_the_fields_their_kind_needs(
+    fields: dict[str, object], problem: str
+) -> None:
     base: dict[str, object] = {
         "customer_id": uuid4(),
         "channel": "PHONE",

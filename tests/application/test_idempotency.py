@@ -15,7 +15,9 @@ from tests.builders import CTX, log_position, new_customer, purchase, register_c
 from tests.support import FakeClock
 
 
-def test_a_retried_registration_returns_the_first_result_and_records_nothing(accord: Accord) -> None:
+def test_a_retried_registration_returns_the_first_result_and_records_nothing(
+    accord: Accord,
+) -> None:
     command = register_customer(request_id="crm-42")
     first = accord.customers.register(command, CTX)
     position = log_position(accord)
@@ -27,7 +29,8 @@ def test_a_retried_registration_returns_the_first_result_and_records_nothing(acc
         first.version,
         first.position,
     )
-    assert again.replayed and not first.replayed
+    assert again.replayed
+    assert not first.replayed
     assert log_position(accord) == position
 
 
@@ -62,7 +65,9 @@ def test_the_same_request_id_from_another_principal_is_refused(accord: Accord) -
         accord.customers.register(command, CallContext(actor="someone-else"))
 
 
-def test_commands_without_a_request_id_are_not_deduplicated(accord: Accord, clock: FakeClock) -> None:
+def test_commands_without_a_request_id_are_not_deduplicated(
+    accord: Accord, clock: FakeClock
+) -> None:
     customer_id = new_customer(accord)
     command = purchase(customer_id, "10", clock.now())
     accord.customers.record_interaction(command, CTX)
@@ -86,7 +91,9 @@ def test_concurrent_retries_of_one_request_record_it_once(accord: Accord, clock:
 
 def test_a_command_refused_by_an_invariant_leaves_its_request_id_free(accord: Accord) -> None:
     customer_id = new_customer(accord)
-    refused = c.ChangeTier(customer_id=customer_id, to_tier="STANDARD", reason="x", request_id="t-1")
+    refused = c.ChangeTier(
+        customer_id=customer_id, to_tier="STANDARD", reason="x", request_id="t-1"
+    )
     with pytest.raises(Exception, match="already STANDARD"):
         accord.customers.change_tier(refused, CTX)
 

@@ -9,7 +9,13 @@ from uuid import uuid4
 import pytest
 
 from application import commands as c
-from application.errors import AlreadyExistsError, DomainError, InvalidCommandError, NotFoundError, Reason
+from application.errors import (
+    AlreadyExistsError,
+    DomainError,
+    InvalidCommandError,
+    NotFoundError,
+    Reason,
+)
 from application.service import Accord
 from tests.builders import CTX, SHA, active_partner, log_position, new_customer, register_partner
 from tests.support import FakeClock
@@ -20,9 +26,11 @@ def test_a_partner_goes_from_registration_to_active(accord: Accord, clock: FakeC
 
     partner = accord.queries.partner(partner_id)
     assert partner.status.value == "ACTIVE"
-    assert partner.evaluation is not None and partner.evaluation.data_protection == 90
+    assert partner.evaluation is not None
+    assert partner.evaluation.data_protection == 90
     [agreement] = partner.agreements.values()
-    assert agreement.confidentiality and agreement.in_effect(clock.now())
+    assert agreement.confidentiality
+    assert agreement.in_effect(clock.now())
     assert [e.topic for e in accord.log.history(partner_id)] == [
         "partner.registered",
         "partner.evaluated",
@@ -36,7 +44,9 @@ def test_activation_without_a_confidential_agreement_is_refused(
 ) -> None:
     partner_id = accord.partners.register(register_partner(), CTX).aggregate_id
     accord.partners.evaluate(
-        c.EvaluatePartner(partner_id=partner_id, strength=1, reputation=1, business_fit=1, data_protection=1),
+        c.EvaluatePartner(
+            partner_id=partner_id, strength=1, reputation=1, business_fit=1, data_protection=1
+        ),
         CTX,
     )
     accord.partners.sign_agreement(
@@ -81,7 +91,8 @@ def test_agreements_are_signed_and_terminated(accord: Accord, clock: FakeClock) 
     [agreement_id] = accord.queries.partner(partner_id).agreements
 
     accord.partners.terminate_agreement(
-        c.TerminateAgreement(partner_id=partner_id, agreement_id=agreement_id, reason="expired"), CTX
+        c.TerminateAgreement(partner_id=partner_id, agreement_id=agreement_id, reason="expired"),
+        CTX,
     )
 
     agreement = accord.queries.partner(partner_id).agreements[agreement_id]

@@ -18,7 +18,9 @@ def _customer_with_history(accord: Accord, clock: FakeClock):  # type: ignore[no
     customer_id = new_customer(accord)  # v1 at t0
     t0 = clock.now()
     clock.advance(days=1)
-    accord.customers.change_tier(c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="a"), CTX)
+    accord.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="a"), CTX
+    )
     t1 = clock.now()
     clock.advance(days=1)
     accord.customers.change_tier(
@@ -81,4 +83,4 @@ def test_an_unknown_id_is_not_found_in_every_mode(accord: Accord, clock: FakeClo
     unknown = uuid4()
     for kwargs in ({}, {"as_of_version": 1}, {"as_of_time": clock.now()}):
         with pytest.raises(NotFoundError):
-            accord.queries.partner(unknown, **kwargs)  # type: ignore[arg-type]
+            accord.queries.partner(unknown, **kwargs)

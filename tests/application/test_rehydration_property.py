@@ -34,7 +34,9 @@ from domain.values import (
 from tests.conftest import AccordFactory
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
-NAMES = st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "Zs")), min_size=1, max_size=12)
+NAMES = st.text(
+    alphabet=st.characters(codec="utf-8", categories=("L", "N", "Zs")), min_size=1, max_size=12
+)
 CONTACT_SLOTS = 4
 
 customer_ops = st.one_of(
@@ -67,8 +69,15 @@ def _apply_customer(customer: Customer, op: tuple[Any, ...], meta: EventMeta) ->
         customer.update_profile({op[1]: op[2]}, meta)
     elif kind == "add_contact":
         customer.add_contact(
-            SLOTS[op[1]], name=op[2], email=None, phone=None, title=None,
-            layer=ContactLayer.MANAGEMENT, function=ContactFunction.USER, influence=2, meta=meta,
+            SLOTS[op[1]],
+            name=op[2],
+            email=None,
+            phone=None,
+            title=None,
+            layer=ContactLayer.MANAGEMENT,
+            function=ContactFunction.USER,
+            influence=2,
+            meta=meta,
         )
     elif kind == "remove_contact":
         customer.remove_contact(SLOTS[op[1]], meta)
@@ -95,12 +104,25 @@ def _apply_customer(customer: Customer, op: tuple[Any, ...], meta: EventMeta) ->
 def _apply_partner(partner: Partner, op: tuple[Any, ...], meta: EventMeta) -> None:
     kind = op[0]
     if kind == "evaluate":
-        partner.evaluate(strength=op[1], reputation=op[1], business_fit=50, data_protection=op[1], notes="", meta=meta)
+        partner.evaluate(
+            strength=op[1],
+            reputation=op[1],
+            business_fit=50,
+            data_protection=op[1],
+            notes="",
+            meta=meta,
+        )
     elif kind == "sign":
         partner.sign_agreement(
-            SLOTS[op[1]], kind=AgreementKind.COOPERATION, effective_from=meta.recorded_at - timedelta(days=1),
-            effective_to=None, confidentiality=op[2], permitted_purposes=(Purpose.SUPPORT,),
-            permitted_data_categories=(DataCategory.CONTACT,), document_sha256="b" * 64, meta=meta,
+            SLOTS[op[1]],
+            kind=AgreementKind.COOPERATION,
+            effective_from=meta.recorded_at - timedelta(days=1),
+            effective_to=None,
+            confidentiality=op[2],
+            permitted_purposes=(Purpose.SUPPORT,),
+            permitted_data_categories=(DataCategory.CONTACT,),
+            document_sha256="b" * 64,
+            meta=meta,
         )
     elif kind == "terminate_agreement":
         partner.terminate_agreement(SLOTS[op[1]], reason="end", meta=meta)
@@ -108,8 +130,12 @@ def _apply_partner(partner: Partner, op: tuple[Any, ...], meta: EventMeta) -> No
         getattr(partner, kind)(reason="property", meta=meta)
     elif kind == "review":
         partner.review_performance(
-            period=f"{op[1]}-Q{op[2]}", revenue=Decimal(op[1]), new_customers=op[2],
-            satisfaction=Decimal("7.5"), complaints=0, meta=meta,
+            period=f"{op[1]}-Q{op[2]}",
+            revenue=Decimal(op[1]),
+            new_customers=op[2],
+            satisfaction=Decimal("7.5"),
+            complaints=0,
+            meta=meta,
         )
     elif kind == "tier":
         partner.change_tier(op[1], reason="property", meta=meta)
@@ -122,8 +148,12 @@ def _apply_partner(partner: Partner, op: tuple[Any, ...], meta: EventMeta) -> No
 def _run(app: Accord, aggregate: Aggregate, ops: list[tuple[Any, ...]], apply: Any) -> None:
     app.log.save(aggregate)
     for step, op in enumerate(ops):
-        meta = EventMeta(actor="p", request_id=f"r{step}", correlation_id="c",
-                         recorded_at=T0 + timedelta(minutes=step))
+        meta = EventMeta(
+            actor="p",
+            request_id=f"r{step}",
+            correlation_id="c",
+            recorded_at=T0 + timedelta(minutes=step),
+        )
         try:
             apply(aggregate, op, meta)
         except DomainError:
@@ -132,33 +162,58 @@ def _run(app: Accord, aggregate: Aggregate, ops: list[tuple[Any, ...]], apply: A
         app.log.save(aggregate)
     reloaded = app.log.load(aggregate.id)
     assert reloaded.state() == aggregate.state()
-    assert app.log.load_as_of_time(aggregate.id, T0 + timedelta(days=365)).state() == aggregate.state()
+    assert (
+        app.log.load_as_of_time(aggregate.id, T0 + timedelta(days=365)).state() == aggregate.state()
+    )
     app.close()  # each example has its own connections; give them back now
 
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @PROPERTY
 @given(ops=st.lists(customer_ops, max_size=25))
-def test_customers_rehydrate_to_the_in_memory_state(make_accord: AccordFactory, ops: list[tuple[Any, ...]]) -> None:
+def test_customers_rehydrate_to_the_in_memory_state(
+    make_accord: AccordFactory, ops: list[tuple[Any, ...]]
+) -> None:
     app = make_accord(settings=Settings(snapshot_interval=4))
-    meta = EventMeta(actor="p", request_id="r", correlation_id="c", recorded_at=T0 - timedelta(days=1))
+    meta = EventMeta(
+        actor="p", request_id="r", correlation_id="c", recorded_at=T0 - timedelta(days=1)
+    )
     customer = Customer.register(
-        uuid4(), external_ref="p", display_name="Prop", kind=CustomerKind.PERSON, industry="I",
-        region="R", size=None, source="S", acquired_via_partner_id=None,
-        potential_value=PotentialValue.LOW, meta=meta,
+        uuid4(),
+        external_ref="p",
+        display_name="Prop",
+        kind=CustomerKind.PERSON,
+        industry="I",
+        region="R",
+        size=None,
+        source="S",
+        acquired_via_partner_id=None,
+        potential_value=PotentialValue.LOW,
+        meta=meta,
     )
     _run(app, customer, ops, _apply_customer)
 
 
 @PROPERTY
 @given(ops=st.lists(partner_ops, max_size=25))
-def test_partners_rehydrate_to_the_in_memory_state(make_accord: AccordFactory, ops: list[tuple[Any, ...]]) -> None:
+def test_partners_rehydrate_to_the_in_memory_state(
+    make_accord: AccordFactory, ops: list[tuple[Any, ...]]
+) -> None:
     app = make_accord(settings=Settings(snapshot_interval=4))
-    meta = EventMeta(actor="p", request_id="r", correlation_id="c", recorded_at=T0 - timedelta(days=1))
+    meta = EventMeta(
+        actor="p", request_id="r", correlation_id="c", recorded_at=T0 - timedelta(days=1)
+    )
     partner = Partner.register(
-        uuid4(), external_ref="p", name="Prop", kind=PartnerKind.RESELLER, regions=("R",),
-        capabilities=(), meta=meta,
+        uuid4(),
+        external_ref="p",
+        name="Prop",
+        kind=PartnerKind.RESELLER,
+        regions=("R",),
+        capabilities=(),
+        meta=meta,
     )
     _run(app, partner, ops, _apply_partner)

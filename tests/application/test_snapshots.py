@@ -25,7 +25,9 @@ def test_a_customer_with_20000_interactions_loads_from_a_snapshot(
     writer = make_accord(settings=Settings(snapshot_interval=INTERVAL), clock=clock)
     customer_id = new_customer(writer)
     customer = writer.executor.load(Customer, customer_id)
-    meta = EventMeta(actor="loader", request_id="bulk", correlation_id="bulk", recorded_at=clock.now())
+    meta = EventMeta(
+        actor="loader", request_id="bulk", correlation_id="bulk", recorded_at=clock.now()
+    )
     for batch in range(40):  # 40 saves of 500 interactions: the test's own bulk path
         for i in range(500):
             customer.record_interaction(
@@ -44,7 +46,9 @@ def test_a_customer_with_20000_interactions_loads_from_a_snapshot(
             )
         writer.log.save(customer)
     # One more command through the normal path, past the last snapshot.
-    writer.customers.change_tier(c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="volume"), CTX)
+    writer.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="volume"), CTX
+    )
 
     reader = make_accord(settings=Settings(snapshot_interval=INTERVAL), clock=clock)
     decoded_before = reader.log.event_mapper.decoded
@@ -68,7 +72,11 @@ def test_a_snapshot_is_taken_when_a_save_crosses_the_interval(
     customer_id = new_customer(app)
     for reason in ("a", "b", "c", "d", "e", "f"):
         app.customers.change_tier(
-            c.ChangeTier(customer_id=customer_id, to_tier="KEY" if reason in "ace" else "STANDARD", reason=reason),
+            c.ChangeTier(
+                customer_id=customer_id,
+                to_tier="KEY" if reason in "ace" else "STANDARD",
+                reason=reason,
+            ),
             CTX,
         )
     assert app.log.snapshots is not None

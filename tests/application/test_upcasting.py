@@ -58,7 +58,7 @@ def test_new_events_are_stored_with_their_schema_version(accord: Accord) -> None
     event = ProbeNoted(
         originator_id=originator,
         originator_version=1,
-        timestamp="2024-03-01T08:00:00+00:00",  # type: ignore[arg-type]
+        timestamp="2024-03-01T08:00:00+00:00",
         actor="a",
         request_id="r",
         correlation_id="c",
