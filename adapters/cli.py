@@ -10,6 +10,7 @@ from adapters.logging import configure_logging
 from adapters.store import StoreConfigError, store_config
 from adapters.wiring import build_accord
 from application.errors import StoreUnavailableError
+from application.personal_data import MasterKeyError
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except StoreConfigError as error:
         print(f"accord: invalid ACCORD_DATABASE_URL: {error}", file=sys.stderr)
+        return 2
+    except MasterKeyError as error:
+        print(f"accord: {error}", file=sys.stderr)
         return 2
     except StoreUnavailableError as error:
         print(f"accord: {error}", file=sys.stderr)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from adapters.master_key import load_master_key
 from adapters.store import StoreConfig, store_config
 from application.clock import Clock
+from application.personal_data import MasterKey
 from application.service import Accord
 from application.settings import Settings
 
@@ -23,6 +25,9 @@ def build_accord(
     config: StoreConfig | None = None,
     settings: Settings | None = None,
     clock: Clock | None = None,
+    master_key: MasterKey | None = None,
 ) -> Accord:
     config = config or store_config()
-    return Accord(config.env, settings or settings_from_env(), clock)
+    return Accord(
+        config.env, master_key or load_master_key(config), settings or settings_from_env(), clock
+    )

@@ -161,6 +161,67 @@ class ChangeTier(AggregateCommand):
     effective_from: AwareDatetime | None = None
 
 
+class ConsentCaptureFields(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    method: Code
+    """How it was captured, e.g. WEB_FORM, PAPER, PHONE_RECORDING."""
+    source: Code
+    """Where: the system, page or office."""
+    evidence_ref: Annotated[str, Field(min_length=1, max_length=500)]
+    """Where the evidence is kept (document id, recording id)."""
+    notice_version: Code
+    """The privacy notice the customer saw."""
+
+
+Categories = Annotated[
+    tuple[DataCategory, ...], Field(min_length=1), AfterValidator(_distinct_sorted)
+]
+
+
+class GrantConsent(AggregateCommand):
+    customer_id: UUID
+    consent_id: UUID | None = None
+    partner_id: UUID
+    purpose: Purpose
+    data_categories: Categories
+    effective_from: AwareDatetime | None = None
+    """Defaults to now; never earlier (consent is not back-dated)."""
+    expires_at: AwareDatetime | None = None
+    capture: ConsentCaptureFields
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> Self:
+        if (
+            self.expires_at is not None
+            and self.effective_from is not None
+            and self.expires_at <= self.effective_from
+        ):
+            raise ValueError("expires_at must be after effective_from")
+        return self
+
+
+class WithdrawConsent(AggregateCommand):
+    customer_id: UUID
+    consent_id: UUID
+    expressed_at: AwareDatetime | None = None
+    """When the customer withdrew; defaults to now, may be earlier (never before the grant)."""
+    channel: Code
+
+
+class ShareData(AggregateCommand):
+    customer_id: UUID
+    share_id: UUID | None = None
+    partner_id: UUID
+    purpose: Purpose
+    data_categories: Categories
+
+
+class EraseCustomerData(AggregateCommand):
+    customer_id: UUID
+    reason: Reason
+
+
 # ----------------------------------------------------------------- partners
 
 
@@ -192,9 +253,7 @@ class SignAgreement(AggregateCommand):
     permitted_purposes: Annotated[
         tuple[Purpose, ...], Field(min_length=1), AfterValidator(_distinct_sorted)
     ]
-    permitted_data_categories: Annotated[
-        tuple[DataCategory, ...], Field(min_length=1), AfterValidator(_distinct_sorted)
-    ]
+    permitted_data_categories: Categories
     document_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
     @model_validator(mode="after")

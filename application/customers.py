@@ -8,19 +8,24 @@ from application.commands import (
     AddContact,
     AggregateCommand,
     ChangeTier,
+    EraseCustomerData,
+    GrantConsent,
     RecordInteraction,
     RegisterCustomer,
     RemoveContact,
+    ShareData,
     UpdateCustomerProfile,
+    WithdrawConsent,
 )
 from application.context import CallContext
 from application.errors import InvalidCommandError, NotFoundError
-from application.executor import Act, CommandExecutor
-from application.idempotency import Claim
-from application.results import CommandResult
+from application.executor import Act, CommandExecutor, Effects
+from application.journal import Claim, VersionGuard
+from application.results import CommandResult, ShareOutcome
 from domain.aggregate import EventMeta
 from domain.customer import Customer
 from domain.partner import Partner
+from domain.sharing import ConsentCapture
 
 EXTERNAL_REF_SCOPE = "customer.external_ref"
 
@@ -126,6 +131,75 @@ class CustomerUseCases:
                 effective_from=command.effective_from or meta.recorded_at,
                 meta=meta,
             )
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def grant_consent(self, command: GrantConsent, ctx: CallContext) -> CommandResult:
+        self._require_partner(command.partner_id)
+        consent_id = command.consent_id or uuid4()
+        capture = ConsentCapture(**command.capture.model_dump())
+
+        def act(customer: Customer, meta: EventMeta) -> UUID:
+            customer.grant_consent(
+                consent_id,
+                partner_id=command.partner_id,
+                purpose=command.purpose,
+                data_categories=command.data_categories,
+                effective_from=command.effective_from or meta.recorded_at,
+                expires_at=command.expires_at,
+                capture=capture,
+                meta=meta,
+            )
+            return consent_id
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def withdraw_consent(self, command: WithdrawConsent, ctx: CallContext) -> CommandResult:
+        def act(customer: Customer, meta: EventMeta) -> UUID:
+            customer.withdraw_consent(
+                command.consent_id,
+                expressed_at=command.expressed_at or meta.recorded_at,
+                channel=command.channel,
+                meta=meta,
+            )
+            return command.consent_id
+
+        return self._update(command, ctx, command.customer_id, act)
+
+    def share_data(self, command: ShareData, ctx: CallContext) -> ShareOutcome:
+        """Share if the policy allows it at this moment; either way the outcome is recorded.
+
+        The partner is read inside each attempt and its version is guarded in
+        the same transaction as the share, so a suspension or an agreement's
+        termination committed meanwhile makes the share decide again.
+        """
+        self._require_partner(command.partner_id)
+        share_id = command.share_id or uuid4()
+
+        def act(customer: Customer, meta: EventMeta) -> Effects:
+            partner = self.executor.load(Partner, command.partner_id)
+            decision = customer.share_data(
+                share_id,
+                partner_id=command.partner_id,
+                partner=partner,
+                purpose=command.purpose,
+                data_categories=command.data_categories,
+                meta=meta,
+            )
+            guards = (VersionGuard(partner.id, partner.version),) if decision.allowed else ()
+            return Effects(entity_id=share_id, guards=guards)
+
+        result = self._update(command, ctx, command.customer_id, act)
+        return ShareOutcome.of(
+            result, self.executor.log.event_at(result.aggregate_id, result.version)
+        )
+
+    def erase(self, command: EraseCustomerData, ctx: CallContext) -> CommandResult:
+        """Record the erasure and destroy the data key in the same transaction."""
+
+        def act(customer: Customer, meta: EventMeta) -> Effects:
+            customer.erase(reason=command.reason, meta=meta)
+            return Effects(destroy_keys=(customer.id,))
 
         return self._update(command, ctx, command.customer_id, act)
 

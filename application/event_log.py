@@ -20,8 +20,9 @@ from eventsourcing.persistence import PersistenceError, RecordConflictError
 from eventsourcing.utils import Environment
 
 from application.clock import Clock
-from application.idempotency import RequestJournal
+from application.journal import RequestJournal
 from application.mapper import EventMapper
+from application.personal_data import DataKeyStore, MasterKey, PersonalDataVault
 from domain.aggregate import Aggregate
 from domain.events import DomainEvent
 from domain.snapshot import Snapshot, StaleSnapshotError
@@ -49,7 +50,15 @@ class Repository(LibraryRepository[UUID]):
 class EventLog(Application[UUID]):
     name = "Accord"
 
-    def __init__(self, env: Mapping[str, str], *, snapshot_interval: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        snapshot_interval: int,
+        clock: Clock,
+        master_key: MasterKey,
+        key_cache_ttl: float = 2.0,
+    ) -> None:
         if snapshot_interval < 1:
             raise ValueError("snapshot_interval must be at least 1")
         self.snapshot_interval = snapshot_interval
@@ -57,7 +66,14 @@ class EventLog(Application[UUID]):
         super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
         if not isinstance(self.recorder, RequestJournal):
             raise TypeError("the recorder must also keep the request journal")
+        if not isinstance(self.recorder, DataKeyStore):
+            raise TypeError("the recorder must also keep the data keys")
         self.journal: RequestJournal = self.recorder
+        self.vault = PersonalDataVault(self.recorder, master_key, ttl=key_cache_ttl)
+        self.event_mapper.vault = self.vault
+
+    def forget_data_key(self, customer_id: UUID) -> None:
+        self.vault.forget(customer_id)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         return Environment(name, dict(env or {}))
@@ -117,6 +133,11 @@ class EventLog(Application[UUID]):
         if aggregate is None:
             raise AggregateNotFoundError(aggregate_id)
         return aggregate
+
+    def event_at(self, aggregate_id: UUID, version: int) -> DomainEvent:
+        [event] = self.events.get(aggregate_id, gt=version - 1, lte=version)
+        assert isinstance(event, DomainEvent)
+        return event
 
     def history(self, aggregate_id: UUID) -> Iterable[DomainEvent]:
         for event in self.events.get(aggregate_id):

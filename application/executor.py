@@ -11,6 +11,7 @@ which case a conflict is the caller's to resolve.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 from uuid import UUID, uuid4
 
@@ -33,7 +34,7 @@ from application.errors import (
     VersionMismatchError,
 )
 from application.event_log import EventLog
-from application.idempotency import Claim, RequestRecord, StoredRequest, fingerprint
+from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard, fingerprint
 from application.results import CommandResult
 from domain.aggregate import Aggregate, EventMeta
 
@@ -42,8 +43,18 @@ logger = structlog.get_logger(__name__)
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class Effects:
+    """What a decision needs written beside its events (see ``application.journal``)."""
+
+    entity_id: UUID | None = None
+    guards: tuple[VersionGuard, ...] = ()
+    destroy_keys: tuple[UUID, ...] = ()
+
+
 Build = Callable[[EventMeta], Aggregate]
-Act = Callable[[A, EventMeta], UUID | None]
+Act = Callable[[A, EventMeta], "UUID | Effects | None"]
 
 
 class CommandExecutor:
@@ -70,7 +81,7 @@ class CommandExecutor:
         meta = self._meta(request_id, ctx)
         aggregate = build(meta)
         try:
-            return self._save(aggregate, request_id, print_, None, claims, command, kind)
+            return self._save(aggregate, request_id, print_, Effects(), claims, command, kind)
         except RecordConflictError:
             if (stored := self._stored(request_id)) is not None:
                 return self._replay(stored, print_)
@@ -101,10 +112,11 @@ class CommandExecutor:
                     aggregate_id, command.expected_version, aggregate.version
                 )
             meta = self._meta(request_id, ctx)
-            entity_id = act(aggregate, meta)
+            outcome = act(aggregate, meta)
+            effects = outcome if isinstance(outcome, Effects) else Effects(entity_id=outcome)
             try:
                 return self._save(
-                    aggregate, request_id, print_, entity_id, (), command, kind.type_name
+                    aggregate, request_id, print_, effects, (), command, kind.type_name
                 )
             except RecordConflictError:
                 if (stored := self._stored(request_id)) is not None:
@@ -179,7 +191,7 @@ class CommandExecutor:
         aggregate: Aggregate,
         request_id: str,
         print_: str,
-        entity_id: UUID | None,
+        effects: Effects,
         claims: Sequence[Claim],
         command: Command,
         kind: str,
@@ -189,11 +201,19 @@ class CommandExecutor:
             fingerprint=print_,
             aggregate_id=aggregate.id,
             version=aggregate.version,
-            entity_id=entity_id,
+            entity_id=effects.entity_id,
         )
         recordings = self._guard(
-            lambda: self.log.save(aggregate, request=record, claims=tuple(claims))
+            lambda: self.log.save(
+                aggregate,
+                request=record,
+                claims=tuple(claims),
+                guards=effects.guards,
+                destroy_keys=effects.destroy_keys,
+            )
         )
+        for customer_id in effects.destroy_keys:
+            self.log.forget_data_key(customer_id)
         position = recordings[-1].notification.id
         logger.info(
             "command_recorded",
@@ -204,7 +224,7 @@ class CommandExecutor:
             position=position,
             events=len(recordings),
         )
-        return CommandResult(aggregate.id, aggregate.version, position, entity_id)
+        return CommandResult(aggregate.id, aggregate.version, position, effects.entity_id)
 
     @staticmethod
     def _guard(call: Callable[[], T]) -> T:

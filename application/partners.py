@@ -22,7 +22,7 @@ from application.commands import (
 from application.context import CallContext
 from application.errors import InvalidCommandError, NotFoundError
 from application.executor import Act, CommandExecutor
-from application.idempotency import Claim
+from application.journal import Claim
 from application.results import CommandResult
 from domain.aggregate import EventMeta
 from domain.customer import Customer

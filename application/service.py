@@ -8,11 +8,14 @@ from typing import Self
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.clock import Clock, SystemClock
+from application.compliance import ComplianceQueries
 from application.customers import CustomerUseCases
 from application.errors import StoreUnavailableError
 from application.event_log import EventLog
 from application.executor import CommandExecutor
+from application.keys import KeyManagement
 from application.partners import PartnerUseCases
+from application.personal_data import MasterKey
 from application.queries import AggregateQueries
 from application.settings import Settings
 
@@ -23,6 +26,7 @@ class Accord:
     def __init__(
         self,
         store_env: Mapping[str, str],
+        master_key: MasterKey,
         settings: Settings | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -30,7 +34,10 @@ class Accord:
         self.clock = clock or SystemClock()
         try:
             self.log = EventLog(
-                store_env, snapshot_interval=self.settings.snapshot_interval, clock=self.clock
+                store_env,
+                snapshot_interval=self.settings.snapshot_interval,
+                clock=self.clock,
+                master_key=master_key,
             )
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError(f"cannot open the event store: {error}") from error
@@ -38,6 +45,8 @@ class Accord:
         self.customers = CustomerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.queries = AggregateQueries(self.log, self.executor)
+        self.compliance = ComplianceQueries(self.log, self.queries)
+        self.keys = KeyManagement(self.log)
 
     def close(self) -> None:
         self.log.close()

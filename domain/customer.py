@@ -17,16 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.aggregate import Aggregate, EventMeta, applies
 from domain.errors import DomainError, Reason
 from domain.events import DomainEvent
-from domain.personal import Personal
+from domain.partner import Partner
+from domain.personal import ERASED, Personal
+from domain.sharing import Consent, ConsentCapture, ShareDecision, ShareReason, decide_share
 from domain.values import (
     Channel,
     CompanySize,
     ContactFunction,
     ContactLayer,
     CustomerKind,
+    DataCategory,
     Direction,
     InteractionKind,
     PotentialValue,
+    Purpose,
     Tier,
 )
 
@@ -111,6 +115,61 @@ class TierChanged(CustomerEvent):
     effective_from: datetime
 
 
+class ConsentGranted(CustomerEvent):
+    topic: ClassVar[str] = "customer.consent_granted"
+
+    consent_id: UUID
+    partner_id: UUID
+    purpose: Purpose
+    data_categories: tuple[DataCategory, ...]
+    effective_from: datetime
+    expires_at: datetime | None = None
+    capture: ConsentCapture
+
+
+class ConsentWithdrawn(CustomerEvent):
+    topic: ClassVar[str] = "customer.consent_withdrawn"
+
+    consent_id: UUID
+    expressed_at: datetime
+    channel: str
+
+
+class DataShared(CustomerEvent):
+    """Customer data went to a partner, relying on these consents and this agreement."""
+
+    topic: ClassVar[str] = "customer.data_shared"
+
+    share_id: UUID
+    partner_id: UUID
+    purpose: Purpose
+    data_categories: tuple[DataCategory, ...]
+    relied_on_consent_ids: tuple[UUID, ...]
+    agreement_id: UUID
+    partner_version: int
+
+
+class DataShareRefused(CustomerEvent):
+    """Evidence that enforcement worked: a share was asked for and refused."""
+
+    topic: ClassVar[str] = "customer.data_share_refused"
+
+    share_id: UUID
+    partner_id: UUID
+    purpose: Purpose
+    data_categories: tuple[DataCategory, ...]
+    reasons: tuple[ShareReason, ...]
+    partner_version: int | None = None
+
+
+class PersonalDataErased(CustomerEvent):
+    """The customer's data key is destroyed with this event: personal fields read as erased."""
+
+    topic: ClassVar[str] = "customer.personal_data_erased"
+
+    reason: str = Field(min_length=1)
+
+
 class Contact(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -148,6 +207,11 @@ class Customer(Aggregate):
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
     last_interaction_at: datetime | None = None
+    consents: dict[UUID, Consent] = Field(default_factory=dict)
+    shares: int = 0
+    refused_shares: int = 0
+    erased: bool = False
+    erased_at: datetime | None = None
 
     # ----------------------------------------------------------------- decisions
 
@@ -188,6 +252,8 @@ class Customer(Aggregate):
         if unknown:
             raise ValueError(f"not profile fields: {sorted(unknown)}")
         changed = {k: v for k, v in changes.items() if v is not None and getattr(self, k) != v}
+        if "display_name" in changed:
+            self._require_not_erased()
         if not changed:
             raise DomainError(Reason.NO_CHANGE, "the update changes no field of the profile")
         self._trigger(CustomerProfileUpdated, meta, **changed)
@@ -205,6 +271,7 @@ class Customer(Aggregate):
         influence: int,
         meta: EventMeta,
     ) -> None:
+        self._require_not_erased()
         if contact_id in self.contacts:
             raise DomainError(Reason.CONTACT_ALREADY_EXISTS, f"contact {contact_id} exists")
         self._trigger(
@@ -241,6 +308,8 @@ class Customer(Aggregate):
         meta: EventMeta,
     ) -> None:
         """Purchases are never edited: a REFUND adjusts, and never beyond what was bought."""
+        if summary:
+            self._require_not_erased()
         if occurred_at > meta.recorded_at + CLOCK_TOLERANCE:
             raise DomainError(
                 Reason.OCCURRED_IN_FUTURE, "an interaction cannot occur after it is recorded"
@@ -285,6 +354,129 @@ class Customer(Aggregate):
             reason=reason,
             effective_from=effective_from,
         )
+
+    def grant_consent(
+        self,
+        consent_id: UUID,
+        *,
+        partner_id: UUID,
+        purpose: Purpose,
+        data_categories: tuple[DataCategory, ...],
+        effective_from: datetime,
+        expires_at: datetime | None,
+        capture: ConsentCapture,
+        meta: EventMeta,
+    ) -> None:
+        """Consent is never back-dated: it takes effect now (within clock tolerance) or later."""
+        self._require_not_erased()
+        if consent_id in self.consents:
+            raise DomainError(Reason.CONSENT_ALREADY_EXISTS, f"consent {consent_id} exists")
+        if effective_from < meta.recorded_at - CLOCK_TOLERANCE:
+            raise DomainError(
+                Reason.CONSENT_BACKDATED,
+                "a consent cannot take effect before it is recorded",
+            )
+        if expires_at is not None and expires_at <= effective_from:
+            raise ValueError("expires_at must be after effective_from")
+        self._trigger(
+            ConsentGranted,
+            meta,
+            consent_id=consent_id,
+            partner_id=partner_id,
+            purpose=purpose,
+            data_categories=data_categories,
+            effective_from=effective_from,
+            expires_at=expires_at,
+            capture=capture,
+        )
+
+    def withdraw_consent(
+        self, consent_id: UUID, *, expressed_at: datetime, channel: str, meta: EventMeta
+    ) -> None:
+        """A withdrawal may be recorded late (a letter, a call), never before its grant."""
+        consent = self.consents.get(consent_id)
+        if consent is None:
+            raise DomainError(Reason.CONSENT_NOT_FOUND, f"no consent {consent_id}")
+        if consent.withdrawn_at is not None:
+            raise DomainError(
+                Reason.CONSENT_ALREADY_WITHDRAWN, f"consent {consent_id} is already withdrawn"
+            )
+        if expressed_at < consent.granted_at:
+            raise DomainError(
+                Reason.WITHDRAWAL_BEFORE_GRANT, "a withdrawal cannot precede the grant"
+            )
+        if expressed_at > meta.recorded_at + CLOCK_TOLERANCE:
+            raise DomainError(
+                Reason.WITHDRAWAL_IN_FUTURE, "a withdrawal cannot be expressed in the future"
+            )
+        self._trigger(
+            ConsentWithdrawn,
+            meta,
+            consent_id=consent_id,
+            expressed_at=expressed_at,
+            channel=channel,
+        )
+
+    def share_data(
+        self,
+        share_id: UUID,
+        *,
+        partner_id: UUID,
+        partner: Partner | None,
+        purpose: Purpose,
+        data_categories: tuple[DataCategory, ...],
+        meta: EventMeta,
+    ) -> ShareDecision:
+        """Record the share if the policy allows it now, else record the refusal.
+
+        Either way an event is recorded: a refusal is evidence that the
+        policy was enforced, which auditors ask for as much as the shares.
+        """
+        decision = decide_share(
+            consents=self.consents,
+            erased=self.erased,
+            partner=partner,
+            partner_id=partner_id,
+            purpose=purpose,
+            categories=data_categories,
+            at=meta.recorded_at,
+        )
+        if decision.allowed:
+            assert decision.agreement_id is not None
+            assert decision.partner_version is not None
+            self._trigger(
+                DataShared,
+                meta,
+                share_id=share_id,
+                partner_id=partner_id,
+                purpose=purpose,
+                data_categories=data_categories,
+                relied_on_consent_ids=decision.relied_on,
+                agreement_id=decision.agreement_id,
+                partner_version=decision.partner_version,
+            )
+        else:
+            self._trigger(
+                DataShareRefused,
+                meta,
+                share_id=share_id,
+                partner_id=partner_id,
+                purpose=purpose,
+                data_categories=data_categories,
+                reasons=decision.reasons,
+                partner_version=decision.partner_version,
+            )
+        return decision
+
+    def erase(self, *, reason: str, meta: EventMeta) -> None:
+        self._require_not_erased()
+        self._trigger(PersonalDataErased, meta, reason=reason)
+
+    def _require_not_erased(self) -> None:
+        if self.erased:
+            raise DomainError(
+                Reason.CUSTOMER_ERASED, "the customer's personal data has been erased"
+            )
 
     def _require_contact(self, contact_id: UUID) -> Contact:
         try:
@@ -357,6 +549,62 @@ class Customer(Aggregate):
     def _tier_changed(self, e: TierChanged) -> None:
         self.tier = e.to_tier
         self.tier_effective_from = e.effective_from
+
+    @applies(ConsentGranted)
+    def _consent_granted(self, e: ConsentGranted) -> None:
+        self.consents = {
+            **self.consents,
+            e.consent_id: Consent(
+                consent_id=e.consent_id,
+                partner_id=e.partner_id,
+                purpose=e.purpose,
+                data_categories=e.data_categories,
+                effective_from=e.effective_from,
+                expires_at=e.expires_at,
+                capture=e.capture,
+                granted_at=e.timestamp,
+                granted_version=e.originator_version,
+            ),
+        }
+
+    @applies(ConsentWithdrawn)
+    def _consent_withdrawn(self, e: ConsentWithdrawn) -> None:
+        consent = self.consents[e.consent_id]
+        self.consents = {
+            **self.consents,
+            e.consent_id: consent.model_copy(
+                update={
+                    "withdrawn_at": e.expressed_at,
+                    "withdrawal_recorded_at": e.timestamp,
+                    "withdrawal_version": e.originator_version,
+                    "withdrawal_channel": e.channel,
+                }
+            ),
+        }
+
+    @applies(DataShared)
+    def _data_shared(self, e: DataShared) -> None:
+        self.shares += 1
+
+    @applies(DataShareRefused)
+    def _data_share_refused(self, e: DataShareRefused) -> None:
+        self.refused_shares += 1
+
+    @applies(PersonalDataErased)
+    def _personal_data_erased(self, e: PersonalDataErased) -> None:
+        self.erased = True
+        self.erased_at = e.timestamp
+        self.display_name = ERASED
+        self.contacts = {
+            contact_id: contact.model_copy(
+                update={
+                    "name": ERASED,
+                    "email": ERASED if contact.email is not None else None,
+                    "phone": ERASED if contact.phone is not None else None,
+                }
+            )
+            for contact_id, contact in self.contacts.items()
+        }
 
     @property
     def net_purchases(self) -> Decimal:

@@ -25,6 +25,9 @@ PERSONAL: Final = _PersonalMarker()
 Personal = Annotated[str, PERSONAL]
 """A string that is personal data."""
 
+ERASED: Final = "[erased]"
+"""What every personal field reads as once its customer's data key is destroyed."""
+
 
 def _marks_personal(annotation: Any) -> bool:
     """True when ``annotation`` is ``Personal`` or contains it (``Personal | None``)."""

@@ -87,3 +87,35 @@ def active_partner(app: Accord, now: datetime) -> UUID:
 def log_position(app: Accord) -> int:
     """The log's last position (0 when empty): a failed command must not move it."""
     return app.log.recorder.max_notification_id() or 0
+
+
+CAPTURE = {
+    "method": "WEB_FORM",
+    "source": "customer-portal",
+    "evidence_ref": "evidence/2026/0001",
+    "notice_version": "privacy-2026-01",
+}
+
+
+def grant(
+    customer_id: UUID, partner_id: UUID, effective_from: datetime, **overrides: Any
+) -> c.GrantConsent:
+    fields: dict[str, Any] = {
+        "customer_id": customer_id,
+        "partner_id": partner_id,
+        "purpose": "JOINT_SERVICE",
+        "data_categories": ["IDENTITY", "CONTACT"],
+        "effective_from": effective_from,
+        "capture": CAPTURE,
+    }
+    return c.GrantConsent(**{**fields, **overrides})
+
+
+def share(customer_id: UUID, partner_id: UUID, **overrides: Any) -> c.ShareData:
+    fields: dict[str, Any] = {
+        "customer_id": customer_id,
+        "partner_id": partner_id,
+        "purpose": "JOINT_SERVICE",
+        "data_categories": ["IDENTITY", "CONTACT"],
+    }
+    return c.ShareData(**{**fields, **overrides})

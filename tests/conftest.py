@@ -16,6 +16,7 @@ import pytest
 from adapters.store import StoreConfig
 from adapters.wiring import build_accord
 from application.clock import Clock
+from application.personal_data import MasterKey
 from application.service import Accord
 from application.settings import Settings
 from tests.support import (
@@ -68,12 +69,21 @@ AccordFactory = Callable[..., Accord]
 
 
 @pytest.fixture
-def make_accord(store: StoreConfig) -> Iterator[AccordFactory]:
-    """Build (and later close) applications over the test's store."""
+def master_key() -> MasterKey:
+    return MasterKey.generate()
+
+
+@pytest.fixture
+def make_accord(store: StoreConfig, master_key: MasterKey) -> Iterator[AccordFactory]:
+    """Build (and later close) applications over the test's store, sharing one master key."""
     with ExitStack() as stack:
 
-        def make(settings: Settings | None = None, clock: Clock | None = None) -> Accord:
-            app = build_accord(store, settings or Settings(), clock)
+        def make(
+            settings: Settings | None = None,
+            clock: Clock | None = None,
+            key: MasterKey | None = None,
+        ) -> Accord:
+            app = build_accord(store, settings or Settings(), clock, key or master_key)
             stack.callback(app.close)
             return app
 

@@ -1,4 +1,4 @@
-"""SQLite recorder: the library's, plus the request journal in the same transaction."""
+"""SQLite recorder: the library's, plus the journal and data keys in the same transaction."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from application.idempotency import Claim, RequestRecord, StoredRequest
+from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
+from application.personal_data import WrappedKey
 
 
 class AccordSQLiteRecorder(SQLiteApplicationRecorder):
@@ -18,11 +19,16 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> None:
         super().__init__(datastore, events_table_name)
         # The table name is the library's configuration, never caller input.
+        events = events_table_name
         self._find_request_sql = (
             "SELECT r.*, e.rowid AS position FROM accord_requests r "  # noqa: S608
-            f"JOIN {events_table_name} e "
+            f"JOIN {events} e "
             "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
             "WHERE r.request_id = ?"
+        )
+        self._version_sql = f"SELECT MAX(originator_version) FROM {events} WHERE originator_id = ?"  # noqa: S608
+        self._positions_sql = (
+            f"SELECT originator_version, rowid FROM {events} WHERE originator_id = ?"  # noqa: S608
         )
 
     def construct_create_table_statements(self) -> list[str]:
@@ -39,6 +45,11 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
             "key TEXT NOT NULL, "
             "aggregate_id TEXT NOT NULL, "
             "PRIMARY KEY (scope, key))",
+            "CREATE TABLE IF NOT EXISTS accord_data_keys ("
+            "customer_id TEXT PRIMARY KEY, "
+            "wrapped_key BLOB, "
+            "master_key_id TEXT NOT NULL, "
+            "destroyed INTEGER NOT NULL DEFAULT 0)",
         ]
 
     def _insert_events(
@@ -46,6 +57,13 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         request: RequestRecord | None = kwargs.get("request")
         claims: Sequence[Claim] = kwargs.get("claims", ())
+        guards: Sequence[VersionGuard] = kwargs.get("guards", ())
+        destroy_keys: Sequence[UUID] = kwargs.get("destroy_keys", ())
+        for guard in guards:
+            c.execute(self._version_sql, (guard.aggregate_id.hex,))
+            row = c.fetchone()
+            if (row[0] if row else None) != guard.version:
+                raise IntegrityError(f"{guard.aggregate_id} moved on from v{guard.version}")
         if request is not None:
             c.execute(
                 "INSERT INTO accord_requests VALUES (?,?,?,?,?)",
@@ -62,7 +80,31 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
                 "INSERT INTO accord_claims VALUES (?,?,?)",
                 (claim.scope, claim.key, claim.aggregate_id.hex),
             )
+        if destroy_keys:
+            c.execute("PRAGMA secure_delete = ON")
+        for customer_id in destroy_keys:
+            c.execute(
+                "UPDATE accord_data_keys SET wrapped_key = NULL, destroyed = 1 "
+                "WHERE customer_id = ?",
+                (customer_id.hex,),
+            )
         return super()._insert_events(c, stored_events, **kwargs)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super().insert_events(stored_events, **kwargs)
+        if kwargs.get("destroy_keys"):
+            self._scrub_write_ahead_log()
+        return ids
+
+    def _scrub_write_ahead_log(self) -> None:
+        """Copy the erased pages into the database file and empty the write-ahead log,
+        so no earlier page image holding the destroyed key stays on disk."""
+        with self.datastore.get_connection(commit=True) as conn:
+            conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ------------------------------------------------------------ the journal
 
     def find_request(self, request_id: str) -> StoredRequest | None:
         with self.datastore.transaction(commit=False) as c:
@@ -88,3 +130,47 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
             )
             row = c.fetchone()
         return UUID(row["aggregate_id"]) if row else None
+
+    def positions(self, aggregate_id: UUID) -> dict[int, int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._positions_sql, (aggregate_id.hex,))
+            return {row[0]: row[1] for row in c.fetchall()}
+
+    # -------------------------------------------------------------- data keys
+
+    def get_data_key(self, customer_id: UUID) -> WrappedKey | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT wrapped_key, master_key_id FROM accord_data_keys WHERE customer_id = ?",
+                (customer_id.hex,),
+            )
+            row = c.fetchone()
+        return WrappedKey(row[0], row[1]) if row else None
+
+    def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO accord_data_keys (customer_id, wrapped_key, master_key_id) "
+                "VALUES (?,?,?)",
+                (customer_id.hex, key.wrapped, key.master_key_id),
+            )
+        stored = self.get_data_key(customer_id)
+        assert stored is not None
+        return stored
+
+    def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT customer_id, wrapped_key, master_key_id FROM accord_data_keys")
+            return [(UUID(r[0]), WrappedKey(r[1], r[2])) for r in c.fetchall()]
+
+    def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA secure_delete = ON")
+            for customer_id, key in keys:
+                c.execute(
+                    "UPDATE accord_data_keys SET wrapped_key = ?, master_key_id = ? "
+                    "WHERE customer_id = ? AND master_key_id = ? AND wrapped_key IS NOT NULL",
+                    (key.wrapped, key.master_key_id, customer_id.hex, previous_id),
+                )
+        self._scrub_write_ahead_log()
+        return len(keys)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 from adapters.store import StoreConfig
+from application.personal_data import MasterKey
 
 
-def _accord(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _accord(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "adapters.cli", *args],
         cwd=cwd,
@@ -17,15 +19,48 @@ def _accord(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2])},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2]), **env},
     )
 
 
 def test_init_prepares_the_store_and_says_where(store: StoreConfig, tmp_path: Path) -> None:
-    done = _accord("--database-url", store.url, "init", cwd=tmp_path)
+    key = MasterKey.generate().to_base64()
+    done = _accord("--database-url", store.url, "init", cwd=tmp_path, ACCORD_MASTER_KEY=key)
     assert done.returncode == 0, done.stderr
     assert "Accord store ready" in done.stdout
     assert store.kind in done.stdout
+
+
+def test_on_sqlite_a_master_key_file_is_made_on_first_run_for_the_owner_only(
+    tmp_path: Path,
+) -> None:
+    done = _accord("--database-url", f"sqlite:///{tmp_path}/a.db", "init", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    key_file = tmp_path / "accord.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    first = key_file.read_text()
+
+    again = _accord("--database-url", f"sqlite:///{tmp_path}/a.db", "init", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert key_file.read_text() == first
+
+
+def test_postgres_without_a_master_key_refuses_to_start_and_says_why(
+    postgres: StoreConfig, tmp_path: Path
+) -> None:
+    done = _accord("--database-url", postgres.url, "init", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "ACCORD_MASTER_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_master_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "accord.key"
+    key_file.write_text(MasterKey.generate().to_base64())
+    key_file.chmod(0o644)
+    done = _accord("--database-url", f"sqlite:///{tmp_path}/a.db", "init", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "chmod 600" in done.stderr
 
 
 def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
@@ -34,6 +69,7 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> 
         "postgresql://crm:hunter2@127.0.0.1:1/accord?connect_timeout=1",
         "init",
         cwd=tmp_path,
+        ACCORD_MASTER_KEY=MasterKey.generate().to_base64(),
     )
     assert done.returncode == 3
     assert "Traceback" not in done.stderr

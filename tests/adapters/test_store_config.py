@@ -10,6 +10,7 @@ import pytest
 from adapters.store import StoreConfigError, store_config
 from adapters.wiring import build_accord
 from application.errors import StoreUnavailableError
+from application.personal_data import MasterKey
 
 
 def test_the_default_store_is_accord_db_in_the_working_directory(
@@ -79,7 +80,7 @@ def test_an_unreachable_postgres_is_one_clear_error_without_the_password() -> No
     started = time.monotonic()
 
     with pytest.raises(StoreUnavailableError) as unavailable:
-        build_accord(config)
+        build_accord(config, master_key=MasterKey.generate())
 
     assert "cannot open the event store" in str(unavailable.value)
     assert "s3cret" not in str(unavailable.value)
@@ -89,8 +90,16 @@ def test_an_unreachable_postgres_is_one_clear_error_without_the_password() -> No
 def test_the_sqlite_store_creates_its_tables_on_first_start(tmp_path: Path) -> None:
     import sqlite3
 
-    app = build_accord(store_config(f"sqlite:///{tmp_path}/fresh.db"))
+    app = build_accord(
+        store_config(f"sqlite:///{tmp_path}/fresh.db"), master_key=MasterKey.generate()
+    )
     app.close()
     with sqlite3.connect(tmp_path / "fresh.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"stored_events", "stored_snapshots", "accord_requests", "accord_claims"} <= tables
+    assert {
+        "stored_events",
+        "stored_snapshots",
+        "accord_requests",
+        "accord_claims",
+        "accord_data_keys",
+    } <= tables

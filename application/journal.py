@@ -1,9 +1,11 @@
-"""Idempotency keys and unique claims, recorded atomically with the events.
+"""What a command writes beside its events, in the same transaction.
 
-The store adapter writes a ``RequestRecord`` (and any ``Claim``) in the same
-transaction as the command's events, so "the events are recorded" and "this
-request id is used" can never disagree, even across crashes and concurrent
-retries. This module holds the port the adapters implement.
+The store adapter writes a ``RequestRecord`` (idempotency), any ``Claim``
+(unique business keys), checks any ``VersionGuard`` (the other aggregates the
+decision relied on are still at the versions read) and destroys any data key
+named for erasure, all atomically with the events: "the events are recorded"
+and "this request id is used" can never disagree, even across crashes and
+concurrent retries. This module holds the port the adapters implement.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class VersionGuard:
+    """The decision read this aggregate at this version; if it moved on, the save conflicts."""
+
+    aggregate_id: UUID
+    version: int
+
+
+@dataclass(frozen=True)
 class StoredRequest:
     record: RequestRecord
     position: int
@@ -47,6 +57,10 @@ class RequestJournal(Protocol):
     def find_request(self, request_id: str) -> StoredRequest | None: ...
 
     def find_claim(self, scope: str, key: str) -> UUID | None: ...
+
+    def positions(self, aggregate_id: UUID) -> dict[int, int]:
+        """Log position of each version of an aggregate."""
+        ...
 
 
 def fingerprint(command: BaseModel, actor: str) -> str:

@@ -1,0 +1,189 @@
+"""Compliance questions answered from the event history of one customer.
+
+"May partner P receive categories C of customer X for purpose U at time T?"
+has two honest answers. *As recorded* replays only what had been recorded by
+T: what Accord knew, and enforced, then. *As known now* uses everything
+recorded since, judged at T: a withdrawal the customer expressed before T but
+that reached us later makes the answer "no". Both come with the consent
+events (ids and log positions) that justify them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.event_log import EventLog
+from application.queries import AggregateQueries
+from domain.customer import Customer, DataShared, DataShareRefused
+from domain.partner import Partner
+from domain.sharing import Consent, ShareDecision, ShareReason, decide_share
+from domain.values import DataCategory, Purpose
+
+
+@dataclass(frozen=True)
+class ConsentEvidence:
+    consent: Consent
+    granted_position: int
+    withdrawn_position: int | None
+    status_at: ShareReason | None
+    """None when in effect at the time asked about, else why not."""
+
+
+@dataclass(frozen=True)
+class ConsentCheck:
+    customer_id: UUID
+    at: datetime
+    as_known_now: bool
+    decision: ShareDecision
+    evidence: tuple[ConsentEvidence, ...]
+    position: int
+    """The log position this answer reflects."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+
+@dataclass(frozen=True)
+class ShareRecord:
+    share_id: UUID
+    partner_id: UUID
+    purpose: Purpose
+    data_categories: tuple[DataCategory, ...]
+    shared: bool
+    reasons: tuple[ShareReason, ...]
+    relied_on_consent_ids: tuple[UUID, ...]
+    recorded_at: datetime
+    position: int
+
+
+@dataclass(frozen=True)
+class LateWithdrawalShare:
+    """A share made while a consent was, as we learned later, already withdrawn."""
+
+    share: ShareRecord
+    consent_id: UUID
+    expressed_at: datetime
+    withdrawal_recorded_at: datetime
+    withdrawal_position: int
+
+
+class ComplianceQueries:
+    def __init__(self, log: EventLog, queries: AggregateQueries) -> None:
+        self.log = log
+        self.queries = queries
+
+    def check_consent(
+        self,
+        customer_id: UUID,
+        partner_id: UUID,
+        purpose: Purpose,
+        categories: tuple[DataCategory, ...],
+        *,
+        at: datetime | None = None,
+        as_known_now: bool = False,
+    ) -> ConsentCheck:
+        now_state = self.queries.customer(customer_id)  # NotFound for an unknown customer
+        self.queries.partner(partner_id)  # likewise for an unknown partner
+        at = at or self.log.clock.now()
+        position = self.log.recorder.max_notification_id() or 0
+        if as_known_now:
+            state: Customer | None = now_state
+            erased = now_state.erased_at is not None and now_state.erased_at <= at
+        else:
+            state = self._as_recorded(Customer, customer_id, at)
+            erased = state.erased if state is not None else False
+        partner = self._as_recorded(Partner, partner_id, at)
+        consents = state.consents if state is not None else {}
+        decision = decide_share(
+            consents=consents,
+            erased=erased,
+            partner=partner,
+            partner_id=partner_id,
+            purpose=purpose,
+            categories=categories,
+            at=at,
+        )
+        considered = dict.fromkeys(cid for d in decision.categories for cid in d.consent_ids)
+        positions = self.log.journal.positions(customer_id)
+        evidence = tuple(
+            ConsentEvidence(
+                consent=consents[cid],
+                granted_position=positions[consents[cid].granted_version],
+                withdrawn_position=(
+                    positions[consents[cid].withdrawal_version]  # type: ignore[index]
+                    if consents[cid].withdrawal_version is not None
+                    else None
+                ),
+                status_at=consents[cid].status(at),
+            )
+            for cid in considered
+        )
+        return ConsentCheck(customer_id, at, as_known_now, decision, evidence, position)
+
+    def consents(self, customer_id: UUID) -> list[Consent]:
+        return list(self.queries.customer(customer_id).consents.values())
+
+    def shares(self, customer_id: UUID) -> list[ShareRecord]:
+        self.queries.customer(customer_id)
+        positions = self.log.journal.positions(customer_id)
+        records = []
+        for event in self.log.history(customer_id):
+            if isinstance(event, DataShared | DataShareRefused):
+                shared = isinstance(event, DataShared)
+                records.append(
+                    ShareRecord(
+                        share_id=event.share_id,
+                        partner_id=event.partner_id,
+                        purpose=event.purpose,
+                        data_categories=event.data_categories,
+                        shared=shared,
+                        reasons=() if shared else event.reasons,  # type: ignore[union-attr]
+                        relied_on_consent_ids=(
+                            event.relied_on_consent_ids if isinstance(event, DataShared) else ()
+                        ),
+                        recorded_at=event.timestamp,
+                        position=positions[event.originator_version],
+                    )
+                )
+        return records
+
+    def late_withdrawal_shares(self, customer_id: UUID) -> list[LateWithdrawalShare]:
+        """Shares recorded in [expressed_at, recorded) of a late withdrawal they relied on."""
+        customer = self.queries.customer(customer_id)
+        late = [c for c in customer.consents.values() if c.withdrawn_late]
+        if not late:
+            return []
+        positions = self.log.journal.positions(customer_id)
+        found = []
+        for share in self.shares(customer_id):
+            for consent in late:
+                assert consent.withdrawn_at is not None
+                assert consent.withdrawal_recorded_at is not None
+                assert consent.withdrawal_version is not None
+                if (
+                    share.shared
+                    and consent.consent_id in share.relied_on_consent_ids
+                    and consent.withdrawn_at <= share.recorded_at < consent.withdrawal_recorded_at
+                ):
+                    found.append(
+                        LateWithdrawalShare(
+                            share=share,
+                            consent_id=consent.consent_id,
+                            expressed_at=consent.withdrawn_at,
+                            withdrawal_recorded_at=consent.withdrawal_recorded_at,
+                            withdrawal_position=positions[consent.withdrawal_version],
+                        )
+                    )
+        return found
+
+    def _as_recorded(self, kind: type[Customer] | type[Partner], aggregate_id: UUID, at: datetime):  # type: ignore[no-untyped-def]
+        try:
+            state = self.log.load_as_of_time(aggregate_id, at)
+        except AggregateNotFoundError:
+            return None
+        return state if isinstance(state, kind) else None

@@ -1,0 +1,203 @@
+"""Personal data at rest: per-customer data keys, wrapped by a master key (DESIGN §4).
+
+Each customer gets a random 256-bit data key; every personal field of its
+events (and its snapshots) is sealed with AES-256-GCM under that key, bound to
+the customer, the event topic and the field, so a ciphertext cannot be moved
+elsewhere and still open. Data keys are stored only wrapped by the master key,
+which never enters the database. Erasure destroys the wrapped data key in the
+same transaction as ``PersonalDataErased``: from then on the ciphertexts in
+the log are noise, the log itself (and its hash chain) untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from domain.personal import ERASED
+
+SEALED = "$enc"
+"""JSON key marking a sealed value in a stored event body: {"$enc": "<base64>"}."""
+
+NONCE_BYTES = 12
+
+
+class MasterKeyError(ValueError):
+    """The master key is missing, malformed or not the one the data keys were wrapped with."""
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.secret) != 32:
+            raise MasterKeyError("the master key must be 32 bytes (256 bits)")
+
+    @property
+    def key_id(self) -> str:
+        """A public fingerprint: which master key wrapped a data key (not the key)."""
+        return hashlib.sha256(b"accord-master-key-id:" + self.secret).hexdigest()[:16]
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(os.urandom(32))
+
+    @classmethod
+    def from_base64(cls, text: str) -> MasterKey:
+        try:
+            secret = base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise MasterKeyError("the master key is not valid base64") from None
+        return cls(secret)
+
+    def to_base64(self) -> str:
+        return base64.b64encode(self.secret).decode()
+
+    def __repr__(self) -> str:
+        return f"MasterKey(id={self.key_id})"
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    wrapped: bytes | None
+    """None once destroyed (the customer's personal data is erased)."""
+    master_key_id: str
+
+
+@runtime_checkable
+class DataKeyStore(Protocol):
+    """Where wrapped data keys live: their own table, beside the events (a store adapter)."""
+
+    def get_data_key(self, customer_id: UUID) -> WrappedKey | None: ...
+
+    def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
+        """Insert, or return the key already there (first writer wins)."""
+        ...
+
+    def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]: ...
+
+    def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
+        """Swap wrapped keys in one transaction, only rows still wrapped by ``previous_id``."""
+        ...
+
+
+def _aad(customer_id: UUID, context: str) -> bytes:
+    return b"accord:" + customer_id.bytes + b":" + context.encode()
+
+
+def wrap(master: MasterKey, customer_id: UUID, data_key: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(master.secret).encrypt(nonce, data_key, _aad(customer_id, "data-key"))
+
+
+def unwrap(master: MasterKey, customer_id: UUID, key: WrappedKey) -> bytes:
+    if key.wrapped is None:
+        raise LookupError("destroyed")
+    if key.master_key_id != master.key_id:
+        raise MasterKeyError(
+            f"a data key is wrapped by master key {key.master_key_id}, "
+            f"but the configured master key is {master.key_id}"
+        )
+    nonce, sealed = key.wrapped[:NONCE_BYTES], key.wrapped[NONCE_BYTES:]
+    try:
+        return AESGCM(master.secret).decrypt(nonce, sealed, _aad(customer_id, "data-key"))
+    except InvalidTag:
+        raise MasterKeyError("the master key does not open the stored data keys") from None
+
+
+class PersonalDataVault:
+    """Seals and opens personal values for the event mapper.
+
+    Unwrapped data keys are cached for ``ttl`` seconds: an erasure made by this
+    process evicts at once; one made by another server is seen within ``ttl``.
+    """
+
+    def __init__(self, store: DataKeyStore, master: MasterKey, *, ttl: float = 2.0) -> None:
+        self.store = store
+        self.master = master
+        self.ttl = ttl
+        self._cache: dict[UUID, tuple[bytes | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, customer_id: UUID, *, create: bool) -> bytes | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(customer_id)
+        if cached is not None and now - cached[1] < self.ttl:
+            return cached[0]
+        stored = self.store.get_data_key(customer_id)
+        if stored is None and create:
+            fresh = os.urandom(32)
+            stored = self.store.create_data_key(
+                customer_id, WrappedKey(wrap(self.master, customer_id, fresh), self.master.key_id)
+            )
+        key = (
+            None
+            if stored is None or stored.wrapped is None
+            else unwrap(self.master, customer_id, stored)
+        )
+        with self._lock:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[customer_id] = (key, now)
+        return key
+
+    def seal(self, customer_id: UUID, context: str, plaintext: str) -> dict[str, str]:
+        key = self._key(customer_id, create=True)
+        if key is None:
+            raise PermissionError(f"customer {customer_id}'s personal data has been erased")
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(customer_id, context))
+        return {SEALED: base64.b64encode(sealed).decode()}
+
+    def open(self, customer_id: UUID, context: str, value: Any) -> Any:
+        """The plaintext of a sealed value, ``ERASED`` if its key is gone; others pass through."""
+        if not is_sealed(value):
+            return value
+        key = self._key(customer_id, create=False)
+        if key is None:
+            return ERASED
+        raw = base64.b64decode(value[SEALED])
+        return (
+            AESGCM(key)
+            .decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(customer_id, context))
+            .decode()
+        )
+
+    def forget(self, customer_id: UUID) -> None:
+        with self._lock:
+            self._cache.pop(customer_id, None)
+
+    def rotate(self, new_master: MasterKey) -> int:
+        """Re-wrap every live data key under ``new_master``; events are not touched."""
+        rewrapped: list[tuple[UUID, WrappedKey]] = []
+        for customer_id, stored in self.store.all_data_keys():
+            if stored.wrapped is None:
+                continue
+            data_key = unwrap(self.master, customer_id, stored)
+            rewrapped.append(
+                (
+                    customer_id,
+                    WrappedKey(wrap(new_master, customer_id, data_key), new_master.key_id),
+                )
+            )
+        count = self.store.replace_data_keys(rewrapped, self.master.key_id)
+        self.master = new_master
+        with self._lock:
+            self._cache.clear()
+        return count
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {SEALED}

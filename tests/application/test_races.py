@@ -1,0 +1,104 @@
+"""Races between enforcement and change: no share may land after consent or partner is gone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from uuid import UUID
+
+from application import commands as c
+from application.results import ShareOutcome
+from application.service import Accord
+from application.settings import Settings
+from domain.customer import ConsentWithdrawn, DataShared
+from domain.partner import PartnerSuspended
+from domain.sharing import ShareReason
+from tests.builders import CTX, active_partner, grant, new_customer, share
+from tests.conftest import AccordFactory
+
+TRIALS = 200
+SHARERS = 3
+
+
+def _race(
+    app: Accord, rival: Callable[[], object], customer_id: UUID, partner_id: UUID
+) -> list[ShareOutcome]:
+    """Release the rival command and SHARERS shares at the same instant."""
+    start = threading.Barrier(SHARERS + 1)
+
+    def rival_at_once() -> None:
+        start.wait()
+        rival()
+
+    def share_at_once(_: int) -> ShareOutcome:
+        start.wait()
+        return app.customers.share_data(share(customer_id, partner_id), CTX)
+
+    with ThreadPoolExecutor(max_workers=SHARERS + 1) as pool:
+        rival_done = pool.submit(rival_at_once)
+        outcomes = list(pool.map(share_at_once, range(SHARERS)))
+        rival_done.result()
+    return outcomes
+
+
+def _positions_by_topic(app: Accord, aggregate_id: UUID) -> list[tuple[int, object]]:
+    positions = app.log.journal.positions(aggregate_id)
+    return [(positions[e.originator_version], e) for e in app.log.history(aggregate_id)]
+
+
+def test_no_share_is_recorded_after_a_concurrent_withdrawal(make_accord: AccordFactory) -> None:
+    app = make_accord(settings=Settings(max_attempts=20))
+    partner_id = active_partner(app, app.clock.now())
+    refused_after_withdrawal = shared_before_withdrawal = 0
+
+    for _ in range(TRIALS):
+        customer_id = new_customer(app)
+        consent = app.customers.grant_consent(grant(customer_id, partner_id, app.clock.now()), CTX)
+        assert consent.entity_id is not None
+        withdraw = c.WithdrawConsent(
+            customer_id=customer_id, consent_id=consent.entity_id, channel="APP"
+        )
+        _race(app, partial(app.customers.withdraw_consent, withdraw, CTX), customer_id, partner_id)
+
+        history = _positions_by_topic(app, customer_id)
+        [withdrawn_at] = [p for p, e in history if isinstance(e, ConsentWithdrawn)]
+        shares = [p for p, e in history if isinstance(e, DataShared)]
+        assert all(p < withdrawn_at for p in shares), "a share was recorded after the withdrawal"
+        shared_before_withdrawal += len(shares)
+        refused_after_withdrawal += SHARERS - len(shares)
+
+    # Both orders really happened: the test exercised the race, not one side of it.
+    assert shared_before_withdrawal > 0
+    assert refused_after_withdrawal > 0
+
+
+def test_no_share_is_recorded_after_a_concurrent_partner_suspension(
+    make_accord: AccordFactory,
+) -> None:
+    app = make_accord(settings=Settings(max_attempts=20))
+    trials = TRIALS // 4
+    shared = refused = 0
+    for _ in range(trials):
+        partner_id = active_partner(app, app.clock.now())
+        customer_id = new_customer(app)
+        app.customers.grant_consent(grant(customer_id, partner_id, app.clock.now()), CTX)
+        suspend = c.SuspendPartner(partner_id=partner_id, reason="incident")
+        outcomes = _race(app, partial(app.partners.suspend, suspend, CTX), customer_id, partner_id)
+
+        [suspended_at] = [
+            p for p, e in _positions_by_topic(app, partner_id) if isinstance(e, PartnerSuspended)
+        ]
+        share_positions = [
+            p for p, e in _positions_by_topic(app, customer_id) if isinstance(e, DataShared)
+        ]
+        assert all(p < suspended_at for p in share_positions), "shared after the suspension"
+        for outcome in outcomes:
+            if outcome.shared:
+                shared += 1
+            else:
+                refused += 1
+                assert outcome.reasons == (ShareReason.PARTNER_NOT_ACTIVE,)
+    assert shared > 0
+    assert refused > 0
