@@ -71,6 +71,10 @@ class Consent(BaseModel):
         """None when in effect at ``at``, else why not."""
         if self.withdrawn_at is not None and self.withdrawn_at <= at:
             return ShareReason.CONSENT_WITHDRAWN
+        # Once recorded, a withdrawal binds even if its expressed time lies a little
+        # ahead (clock skew): deny overrides.
+        if self.withdrawal_recorded_at is not None and self.withdrawal_recorded_at <= at:
+            return ShareReason.CONSENT_WITHDRAWN
         if self.expires_at is not None and at >= self.expires_at:
             return ShareReason.CONSENT_EXPIRED
         if at < self.effective_from:
@@ -172,6 +176,10 @@ def decide_share(
     at: datetime,
 ) -> ShareDecision:
     """Every reason that applies, per category and overall; allowed only if there are none."""
+    if not categories:
+        raise ValueError("a share names at least one data category")
+    if partner is not None and partner.id != partner_id:
+        raise ValueError("the partner given is not the partner asked about")
     decisions = tuple(
         _category_decision(consents.values(), partner_id, purpose, category, at)
         for category in categories
