@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 
-from application.personal_data import PersonalDataVault, is_sealed
+from application.personal_data import PersonalDataVault, is_sealed, sealed_reference
 from domain.events import DomainEvent
 from domain.personal import ERASED, personal_fields
 from domain.snapshot import Snapshot
@@ -54,9 +54,11 @@ class EventMapper(Mapper[UUID]):
     stays readable to auditors and projections even after erasure.
     """
 
-    def __init__(self, vault: PersonalDataVault | None = None) -> None:
+    def __init__(self, vault: PersonalDataVault | None = None, *, references: bool = False) -> None:
         super().__init__(transcoder=_UnusedTranscoder())
         self.vault = vault
+        self.references = references
+        """Decode personal fields to sealed references instead of opening them (read models)."""
         self.decoded = 0
         """How many stored events this mapper has decoded (loading cost, observable)."""
 

@@ -175,6 +175,13 @@ class PersonalDataVault:
             .decode()
         )
 
+    def reveal(self, value: Any) -> Any:
+        """The plaintext behind a sealed reference (``ERASED`` once its key is gone)."""
+        if not is_reference(value):
+            return value
+        customer_hex, context, token = value[len(REFERENCE) :].split(":", 2)
+        return self.open(UUID(hex=customer_hex), context, {SEALED: token})
+
     def forget(self, customer_id: UUID) -> None:
         with self._lock:
             self._cache.pop(customer_id, None)
@@ -201,3 +208,16 @@ class PersonalDataVault:
 
 def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {SEALED}
+
+
+REFERENCE = "sealed:v1:"
+"""Prefix of a sealed reference: a personal value a read model keeps without reading it."""
+
+
+def sealed_reference(customer_id: UUID, context: str, value: dict[str, str]) -> str:
+    """An opaque string that stands for a sealed value; only the vault can reveal it."""
+    return f"{REFERENCE}{customer_id.hex}:{context}:{value[SEALED]}"
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(REFERENCE)

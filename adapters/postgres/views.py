@@ -1,0 +1,306 @@
+"""Read-model documents in PostgreSQL, beside the events; one active worker per read model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from eventsourcing.postgres import PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from projections.store import Doc
+
+
+def _dump(doc: Doc) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+
+class PostgresReader:
+    def __init__(self, store: PostgresViewStore, curs: Cursor[DictRow], name: str, generation: int):
+        self.store = store
+        self.curs = curs
+        self.name = name
+        self.generation = generation
+        curs.execute(
+            store.sql("SELECT position FROM {tracking} WHERE projection = %s AND generation = %s"),
+            (name, generation),
+        )
+        row = curs.fetchone()
+        self._position = int(row["position"]) if row else 0
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def get(self, kind: str, key: str) -> Doc | None:
+        return self.store._get(self.curs, self.name, self.generation, kind, key)
+
+    def scan(
+        self,
+        kind: str,
+        *,
+        group: str | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[str, Doc]]:
+        yield from self.store._scan(
+            self.curs, self.name, self.generation, kind, group, after_key, limit
+        )
+
+
+class PostgresViewStore:
+    def __init__(self, datastore: PostgresDatastore, *, channel: str, conninfo: str) -> None:
+        self.datastore = datastore
+        self.channel = channel
+        self.conninfo = conninfo
+        schema = Identifier(datastore.schema)
+        self.tables = {
+            "docs": SQL("{}.{}").format(schema, Identifier("accord_view_docs")),
+            "tracking": SQL("{}.{}").format(schema, Identifier("accord_view_tracking")),
+            "state": SQL("{}.{}").format(schema, Identifier("accord_view_state")),
+        }
+        self._listener: psycopg.Connection[Any] | None = None
+
+    def sql(self, text: str) -> Composed:
+        return SQL(text).format(**self.tables)
+
+    def create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.sql(
+                    "CREATE TABLE IF NOT EXISTS {docs} ("
+                    "projection text NOT NULL, generation int NOT NULL, kind text NOT NULL, "
+                    "key text NOT NULL, grp text, doc text NOT NULL, "
+                    "PRIMARY KEY (projection, generation, kind, key))"
+                )
+            )
+            curs.execute(
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS accord_view_docs_group "
+                    "ON {} (projection, generation, kind, grp, key)"
+                ).format(self.tables["docs"])
+            )
+            curs.execute(
+                self.sql(
+                    "CREATE TABLE IF NOT EXISTS {tracking} ("
+                    "projection text NOT NULL, generation int NOT NULL, position bigint NOT NULL, "
+                    "PRIMARY KEY (projection, generation))"
+                )
+            )
+            curs.execute(
+                self.sql(
+                    "CREATE TABLE IF NOT EXISTS {state} ("
+                    "projection text PRIMARY KEY, generation int NOT NULL, version int NOT NULL)"
+                )
+            )
+
+    def state(self, name: str) -> tuple[int, int] | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self.sql("SELECT generation, version FROM {state} WHERE projection = %s"), (name,)
+            )
+            row = curs.fetchone()
+        return (row["generation"], row["version"]) if row else None
+
+    def _set_active(self, curs: Cursor[DictRow], name: str, generation: int, version: int) -> None:
+        curs.execute(
+            self.sql(
+                "INSERT INTO {state} VALUES (%s, %s, %s) ON CONFLICT (projection) "
+                "DO UPDATE SET generation = excluded.generation, version = excluded.version"
+            ),
+            (name, generation, version),
+        )
+
+    def set_active(self, name: str, generation: int, version: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._set_active(curs, name, generation, version)
+
+    def position(self, name: str, generation: int) -> int | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self.sql(
+                    "SELECT position FROM {tracking} WHERE projection = %s AND generation = %s"
+                ),
+                (name, generation),
+            )
+            row = curs.fetchone()
+        return int(row["position"]) if row else None
+
+    def start(self, name: str, generation: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.sql("DELETE FROM {docs} WHERE projection = %s AND generation = %s"),
+                (name, generation),
+            )
+            curs.execute(
+                self.sql(
+                    "INSERT INTO {tracking} VALUES (%s, %s, 0) "
+                    "ON CONFLICT (projection, generation) DO UPDATE SET position = 0"
+                ),
+                (name, generation),
+            )
+
+    def _get(
+        self, curs: Cursor[DictRow], name: str, generation: int, kind: str, key: str
+    ) -> Doc | None:
+        curs.execute(
+            self.sql(
+                "SELECT doc FROM {docs} "
+                "WHERE projection = %s AND generation = %s AND kind = %s AND key = %s"
+            ),
+            (name, generation, kind, key),
+            prepare=True,
+        )
+        row = curs.fetchone()
+        return json.loads(row["doc"]) if row else None
+
+    def _scan(
+        self,
+        curs: Cursor[DictRow],
+        name: str,
+        generation: int,
+        kind: str,
+        group: str | None,
+        after_key: str | None,
+        limit: int | None,
+    ) -> list[tuple[str, Doc]]:
+        text = "SELECT key, doc FROM {docs} WHERE projection = %s AND generation = %s AND kind = %s"
+        params: list[Any] = [name, generation, kind]
+        if group is not None:
+            text += " AND grp = %s"
+            params.append(group)
+        if after_key is not None:
+            text += " AND key > %s"
+            params.append(after_key)
+        text += " ORDER BY key"
+        if limit is not None:
+            text += " LIMIT %s"
+            params.append(limit)
+        curs.execute(self.sql(text), params)
+        return [(row["key"], json.loads(row["doc"])) for row in curs.fetchall()]
+
+    def load(self, name: str, generation: int, kind: str, key: str) -> Doc | None:
+        with self.datastore.transaction(commit=False) as curs:
+            return self._get(curs, name, generation, kind, key)
+
+    def scan(
+        self,
+        name: str,
+        generation: int,
+        kind: str,
+        *,
+        group: str | None,
+        after_key: str | None,
+        limit: int | None,
+    ) -> list[tuple[str, Doc]]:
+        with self.datastore.transaction(commit=False) as curs:
+            return self._scan(curs, name, generation, kind, group, after_key, limit)
+
+    def commit(
+        self,
+        name: str,
+        generation: int,
+        expected: int,
+        position: int,
+        changes: list[tuple[str, str, str | None, Doc | None]],
+        *,
+        activate_version: int | None = None,
+    ) -> bool:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.sql(
+                    "UPDATE {tracking} SET position = %s "
+                    "WHERE projection = %s AND generation = %s AND position = %s"
+                ),
+                (position, name, generation, expected),
+            )
+            if curs.rowcount != 1:
+                return False
+            upserts = [
+                (name, generation, kind, key, group, _dump(doc))
+                for kind, key, group, doc in changes
+                if doc is not None
+            ]
+            deletes = [
+                (name, generation, kind, key) for kind, key, _, doc in changes if doc is None
+            ]
+            if upserts:
+                curs.executemany(
+                    self.sql(
+                        "INSERT INTO {docs} VALUES (%s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (projection, generation, kind, key) "
+                        "DO UPDATE SET grp = excluded.grp, doc = excluded.doc"
+                    ),
+                    upserts,
+                )
+            if deletes:
+                curs.executemany(
+                    self.sql(
+                        "DELETE FROM {docs} "
+                        "WHERE projection = %s AND generation = %s AND kind = %s AND key = %s"
+                    ),
+                    deletes,
+                )
+            if activate_version is not None:
+                self._set_active(curs, name, generation, activate_version)
+        return True
+
+    def drop(self, name: str, generation: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for table in ("docs", "tracking"):
+                curs.execute(
+                    SQL("DELETE FROM {} WHERE projection = %s AND generation = %s").format(
+                        self.tables[table]
+                    ),
+                    (name, generation),
+                )
+
+    @contextmanager
+    def reader(self, name: str, generation: int) -> Iterator[PostgresReader]:
+        with self.datastore.get_connection() as conn, conn.transaction(force_rollback=True):
+            with conn.cursor() as curs:
+                curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield PostgresReader(self, curs, name, generation)
+
+    def _lock_id(self, name: str) -> int:
+        digest = hashlib.sha256(f"accord:{self.datastore.schema}:{name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Hold a session advisory lock while working: one active worker per read model."""
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s) AS ok", (self._lock_id(name),)
+            ).fetchone()
+            held = bool(row and row["ok"])
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_id(name),))
+
+    def wait_for_events(self, timeout: float) -> None:
+        """LISTEN on the events channel; the recorder NOTIFYs it with every insert."""
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = self._connect_listener()
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self._listener = None
+
+    def _connect_listener(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+        conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
+        return conn
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()

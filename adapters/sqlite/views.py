@@ -1,0 +1,236 @@
+"""Read-model documents in the SQLite file, beside the events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
+
+from projections.store import Doc
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS accord_view_docs ("
+    "projection TEXT NOT NULL, generation INTEGER NOT NULL, kind TEXT NOT NULL, "
+    "key TEXT NOT NULL, grp TEXT, doc TEXT NOT NULL, "
+    "PRIMARY KEY (projection, generation, kind, key))",
+    "CREATE INDEX IF NOT EXISTS accord_view_docs_group "
+    "ON accord_view_docs (projection, generation, kind, grp, key)",
+    "CREATE TABLE IF NOT EXISTS accord_view_tracking ("
+    "projection TEXT NOT NULL, generation INTEGER NOT NULL, position INTEGER NOT NULL, "
+    "PRIMARY KEY (projection, generation))",
+    "CREATE TABLE IF NOT EXISTS accord_view_state ("
+    "projection TEXT PRIMARY KEY, generation INTEGER NOT NULL, version INTEGER NOT NULL)",
+]
+
+
+def _dump(doc: Doc) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+
+class SQLiteReader:
+    def __init__(self, cursor: SQLiteCursor, name: str, generation: int) -> None:
+        self.cursor = cursor
+        self.name = name
+        self.generation = generation
+        cursor.execute(
+            "SELECT position FROM accord_view_tracking WHERE projection = ? AND generation = ?",
+            (name, generation),
+        )
+        row = cursor.fetchone()
+        self._position = row[0] if row else 0
+
+    @property
+    def position(self) -> int:
+        return int(self._position)
+
+    def get(self, kind: str, key: str) -> Doc | None:
+        return _get(self.cursor, self.name, self.generation, kind, key)
+
+    def scan(
+        self,
+        kind: str,
+        *,
+        group: str | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[str, Doc]]:
+        yield from _scan(self.cursor, self.name, self.generation, kind, group, after_key, limit)
+
+
+def _get(c: SQLiteCursor, name: str, generation: int, kind: str, key: str) -> Doc | None:
+    c.execute(
+        "SELECT doc FROM accord_view_docs "
+        "WHERE projection = ? AND generation = ? AND kind = ? AND key = ?",
+        (name, generation, kind, key),
+    )
+    row = c.fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _scan(
+    c: SQLiteCursor,
+    name: str,
+    generation: int,
+    kind: str,
+    group: str | None,
+    after_key: str | None,
+    limit: int | None,
+) -> list[tuple[str, Doc]]:
+    sql = (
+        "SELECT key, doc FROM accord_view_docs WHERE projection = ? AND generation = ? AND kind = ?"
+    )
+    params: list[Any] = [name, generation, kind]
+    if group is not None:
+        sql += " AND grp = ?"
+        params.append(group)
+    if after_key is not None:
+        sql += " AND key > ?"
+        params.append(after_key)
+    sql += " ORDER BY key"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    c.execute(sql, params)
+    return [(row[0], json.loads(row[1])) for row in c.fetchall()]
+
+
+class SQLiteViewStore:
+    def __init__(self, datastore: SQLiteDatastore, *, poll_interval: float = 0.05) -> None:
+        self.datastore = datastore
+        self.poll_interval = poll_interval
+
+    def create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for statement in SCHEMA:
+                c.execute(statement)
+
+    def state(self, name: str) -> tuple[int, int] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT generation, version FROM accord_view_state WHERE projection = ?", (name,)
+            )
+            row = c.fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_active(self, name: str, generation: int, version: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._set_active(c, name, generation, version)
+
+    @staticmethod
+    def _set_active(c: SQLiteCursor, name: str, generation: int, version: int) -> None:
+        c.execute(
+            "INSERT INTO accord_view_state VALUES (?, ?, ?) ON CONFLICT (projection) "
+            "DO UPDATE SET generation = excluded.generation, version = excluded.version",
+            (name, generation, version),
+        )
+
+    def position(self, name: str, generation: int) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT position FROM accord_view_tracking WHERE projection = ? AND generation = ?",
+                (name, generation),
+            )
+            row = c.fetchone()
+        return int(row[0]) if row else None
+
+    def start(self, name: str, generation: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "DELETE FROM accord_view_docs WHERE projection = ? AND generation = ?",
+                (name, generation),
+            )
+            c.execute(
+                "INSERT INTO accord_view_tracking VALUES (?, ?, 0) "
+                "ON CONFLICT (projection, generation) DO UPDATE SET position = 0",
+                (name, generation),
+            )
+
+    def load(self, name: str, generation: int, kind: str, key: str) -> Doc | None:
+        with self.datastore.transaction(commit=False) as c:
+            return _get(c, name, generation, kind, key)
+
+    def scan(
+        self,
+        name: str,
+        generation: int,
+        kind: str,
+        *,
+        group: str | None,
+        after_key: str | None,
+        limit: int | None,
+    ) -> list[tuple[str, Doc]]:
+        with self.datastore.transaction(commit=False) as c:
+            return _scan(c, name, generation, kind, group, after_key, limit)
+
+    def commit(
+        self,
+        name: str,
+        generation: int,
+        expected: int,
+        position: int,
+        changes: list[tuple[str, str, str | None, Doc | None]],
+        *,
+        activate_version: int | None = None,
+    ) -> bool:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "UPDATE accord_view_tracking SET position = ? "
+                "WHERE projection = ? AND generation = ? AND position = ?",
+                (position, name, generation, expected),
+            )
+            if c.sqlite_cursor.rowcount != 1:
+                return False
+            upserts = [
+                (name, generation, kind, key, group, _dump(doc))
+                for kind, key, group, doc in changes
+                if doc is not None
+            ]
+            deletes = [
+                (name, generation, kind, key) for kind, key, _, doc in changes if doc is None
+            ]
+            if upserts:
+                c.executemany(
+                    "INSERT INTO accord_view_docs VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (projection, generation, kind, key) "
+                    "DO UPDATE SET grp = excluded.grp, doc = excluded.doc",
+                    upserts,
+                )
+            if deletes:
+                c.executemany(
+                    "DELETE FROM accord_view_docs "
+                    "WHERE projection = ? AND generation = ? AND kind = ? AND key = ?",
+                    deletes,
+                )
+            if activate_version is not None:
+                self._set_active(c, name, generation, activate_version)
+        return True
+
+    def drop(self, name: str, generation: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA secure_delete = ON")
+            c.execute(
+                "DELETE FROM accord_view_docs WHERE projection = ? AND generation = ?",
+                (name, generation),
+            )
+            c.execute(
+                "DELETE FROM accord_view_tracking WHERE projection = ? AND generation = ?",
+                (name, generation),
+            )
+
+    @contextmanager
+    def reader(self, name: str, generation: int) -> Iterator[SQLiteReader]:
+        # One read transaction: in WAL mode, documents and position are one snapshot.
+        with self.datastore.transaction(commit=False) as c:
+            yield SQLiteReader(c, name, generation)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        # The tracking check in ``commit`` already keeps concurrent workers exactly-once.
+        yield True
+
+    def wait_for_events(self, timeout: float) -> None:
+        time.sleep(min(timeout, self.poll_interval))

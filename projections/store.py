@@ -1,0 +1,111 @@
+"""The ports a read model is written against: documents by kind and key.
+
+Every read model keeps its state as JSON documents in its own namespace
+(its name and a *generation*, so a rebuild can be built beside the copy that
+serves). A batch of events is applied to a ``Docs`` unit of work; the store
+adapter writes the changed documents and the new tracking position in one
+transaction, which is what makes every projection exactly-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+Doc = dict[str, Any]
+
+
+class DocReader(Protocol):
+    """Read access to one generation of one read model, as of one log position."""
+
+    @property
+    def position(self) -> int:
+        """The last log position this read model has applied."""
+        ...
+
+    def get(self, kind: str, key: str) -> Doc | None: ...
+
+    def scan(
+        self,
+        kind: str,
+        *,
+        group: str | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[str, Doc]]:
+        """Documents of ``kind`` (optionally of one group) in key order."""
+        ...
+
+
+class Docs(DocReader, Protocol):
+    """A unit of work: reads see this batch's own writes."""
+
+    def put(self, kind: str, key: str, doc: Doc, *, group: str | None = None) -> None: ...
+
+    def delete(self, kind: str, key: str) -> None: ...
+
+
+class ViewStore(Protocol):
+    """Where read models live: the store adapter (same database as the events)."""
+
+    def create_tables(self) -> None: ...
+
+    def state(self, name: str) -> tuple[int, int] | None:
+        """The active (generation, version) of a read model, None before its first build."""
+        ...
+
+    def set_active(self, name: str, generation: int, version: int) -> None: ...
+
+    def position(self, name: str, generation: int) -> int | None:
+        """Tracking position of a generation (None: not started)."""
+        ...
+
+    def start(self, name: str, generation: int) -> None:
+        """Begin a generation at position 0 (clearing anything left of an earlier try)."""
+        ...
+
+    def load(self, name: str, generation: int, kind: str, key: str) -> Doc | None: ...
+
+    def scan(
+        self,
+        name: str,
+        generation: int,
+        kind: str,
+        *,
+        group: str | None,
+        after_key: str | None,
+        limit: int | None,
+    ) -> list[tuple[str, Doc]]: ...
+
+    def commit(
+        self,
+        name: str,
+        generation: int,
+        expected: int,
+        position: int,
+        changes: list[tuple[str, str, str | None, Doc | None]],
+        *,
+        activate_version: int | None = None,
+    ) -> bool:
+        """Write changes and move tracking ``expected`` -> ``position`` in one transaction.
+
+        False (nothing written) if the tracking position was not ``expected``:
+        another worker got there first. With ``activate_version``, the same
+        transaction makes this generation the active one.
+        """
+        ...
+
+    def drop(self, name: str, generation: int) -> None: ...
+
+    def reader(self, name: str, generation: int) -> AbstractContextManager[DocReader]:
+        """A consistent read of one generation (documents and position together)."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Try to become the one active worker of ``name`` (True if this process is)."""
+        ...
+
+    def wait_for_events(self, timeout: float) -> None:
+        """Block until new events may have been recorded, or ``timeout`` seconds."""
+        ...
