@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+
+from psycopg.conninfo import make_conninfo
 
 from adapters.master_key import load_master_key
+from adapters.postgres.recorder import AccordPostgresRecorder
+from adapters.postgres.views import PostgresViewStore
+from adapters.sqlite.recorder import AccordSQLiteRecorder
+from adapters.sqlite.views import SQLiteViewStore
 from adapters.store import StoreConfig, store_config
 from application.clock import Clock
 from application.personal_data import MasterKey
 from application.service import Accord
 from application.settings import Settings
+from projections.catalog import all_projections
+from projections.projection import Projection
+from projections.read_models import ReadModels
+from projections.store import ViewStore
 
 
 def settings_from_env() -> Settings:
@@ -30,4 +41,37 @@ def build_accord(
     config = config or store_config()
     return Accord(
         config.env, master_key or load_master_key(config), settings or settings_from_env(), clock
+    )
+
+
+def build_view_store(accord: Accord, config: StoreConfig) -> ViewStore:
+    recorder = accord.log.recorder
+    if isinstance(recorder, AccordPostgresRecorder):
+        env = config.env
+        conninfo = make_conninfo(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"] or None,
+        )
+        return PostgresViewStore(
+            recorder.datastore, channel=recorder.channel_name, conninfo=conninfo
+        )
+    assert isinstance(recorder, AccordSQLiteRecorder)
+    return SQLiteViewStore(recorder.datastore)
+
+
+def build_read_models(
+    accord: Accord,
+    config: StoreConfig,
+    projections: Sequence[Projection] | None = None,
+    *,
+    batch_size: int = 500,
+) -> ReadModels:
+    return ReadModels(
+        accord.log,
+        build_view_store(accord, config),
+        projections if projections is not None else all_projections(),
+        batch_size=batch_size,
     )

@@ -96,9 +96,11 @@ class EventMapper(Mapper[UUID]):
             return
         for field in _personal_fields(DomainEvent.for_topic(topic)):
             if is_sealed(body.get(field)):
-                body[field] = self._require_vault().open(
-                    originator_id, f"{topic}|{field}", body[field]
-                )
+                context = f"{topic}|{field}"
+                if self.references:
+                    body[field] = sealed_reference(originator_id, context, body[field])
+                else:
+                    body[field] = self._require_vault().open(originator_id, context, body[field])
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         if not isinstance(domain_event, (DomainEvent, Snapshot)):

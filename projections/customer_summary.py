@@ -162,7 +162,9 @@ def get(reader: DocReader, customer_id: str, reveal: Reveal) -> Doc | None:
 def stakeholder_map(doc: Doc) -> dict[str, dict[str, list[Doc]]]:
     """Contacts by decision layer, then by function (a B2B stakeholder map)."""
     layers: dict[str, dict[str, list[Doc]]] = {}
-    for contact in sorted(doc["contacts"].values(), key=lambda c: (-c["influence"], c["contact_id"])):
+    for contact in sorted(
+        doc["contacts"].values(), key=lambda c: (-c["influence"], c["contact_id"])
+    ):
         layers.setdefault(contact["layer"], {}).setdefault(contact["function"], []).append(contact)
     return layers
 

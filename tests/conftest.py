@@ -10,15 +10,17 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.store import StoreConfig
-from adapters.wiring import build_accord
+from adapters.wiring import build_accord, build_read_models
 from application.clock import Clock
 from application.personal_data import MasterKey
 from application.service import Accord
 from application.settings import Settings
+from projections.read_models import ReadModels
 from tests.support import (
     FakeClock,
     postgres_reachable,
@@ -93,3 +95,19 @@ def make_accord(store: StoreConfig, master_key: MasterKey) -> Iterator[AccordFac
 @pytest.fixture
 def accord(make_accord: AccordFactory, clock: FakeClock) -> Accord:
     return make_accord(clock=clock)
+
+
+ReadModelsFactory = Callable[..., ReadModels]
+
+
+@pytest.fixture
+def make_read_models(store: StoreConfig) -> Iterator[ReadModelsFactory]:
+    """Read models over the test's store for a given application (stopped afterwards)."""
+    with ExitStack() as stack:
+
+        def make(app: Accord, projections: Any = None, *, batch_size: int = 500) -> ReadModels:
+            read_models = build_read_models(app, store, projections, batch_size=batch_size)
+            stack.callback(read_models.stop)
+            return read_models
+
+        yield make
