@@ -263,10 +263,13 @@ class PostgresViewStore:
 
     @contextmanager
     def reader(self, name: str, generation: int) -> Iterator[PostgresReader]:
-        with self.datastore.get_connection() as conn, conn.transaction(force_rollback=True):
-            with conn.cursor() as curs:
-                curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield PostgresReader(self, curs, name, generation)
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(force_rollback=True),
+            conn.cursor() as curs,
+        ):
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield PostgresReader(self, curs, name, generation)
 
     def _lock_id(self, name: str) -> int:
         digest = hashlib.sha256(f"accord:{self.datastore.schema}:{name}".encode()).digest()

@@ -154,9 +154,11 @@ def test_reads_wait_for_the_callers_position_within_a_bound(
     customer_id = new_customer(accord)
     written = accord.customers.record_interaction(purchase(customer_id, "5", clock.now()), CTX)
 
-    with pytest.raises(NotCaughtUpError) as late:
-        with views.read("customer_summary", min_position=written.position, timeout=0.2):
-            pass
+    with (
+        pytest.raises(NotCaughtUpError) as late,
+        views.read("customer_summary", min_position=written.position, timeout=0.2),
+    ):
+        pass
     assert late.value.wanted == written.position
 
     views.start()
