@@ -1,24 +1,130 @@
-"""The ``accord`` command: the composition root for operators."""
+"""The ``accord`` command: the composition root for operators and auditors."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from types import FrameType
 
 from adapters.logging import configure_logging
-from adapters.store import StoreConfigError, store_config
-from adapters.wiring import build_accord
+from adapters.store import StoreConfig, StoreConfigError, store_config
+from adapters.wiring import build_accord, build_read_models
 from application.errors import StoreUnavailableError
 from application.personal_data import MasterKeyError
+from application.service import Accord
+from projections import audit_trail
+from projections.catalog import all_projections
+from projections.runner import Progress
+
+
+def _open(args: argparse.Namespace) -> tuple[StoreConfig, Accord]:
+    config = store_config(args.database_url)
+    return config, build_accord(config)
 
 
 def _init(args: argparse.Namespace) -> int:
-    config = store_config(args.database_url)
-    with build_accord(config) as app:
+    config, app = _open(args)
+    with app:
         position = app.log.recorder.max_notification_id() or 0
     print(f"Accord store ready: {config.safe_url} ({config.kind}), log position {position}")
     return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT finish the batch in hand (one transaction) and stop cleanly."""
+    stop = threading.Event()
+
+    def handle(signum: int, _: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def _project(args: argparse.Namespace) -> int:
+    config, app = _open(args)
+    with app:
+        views = build_read_models(app, config, batch_size=args.batch_size)
+        if args.once:
+            applied = views.runner.catch_up()
+            print(
+                json.dumps(
+                    {"applied": applied, "position": app.log.recorder.max_notification_id() or 0}
+                )
+            )
+            return 0
+        stop = _stop_on_signals()
+        print(f"accord project: following {config.safe_url}", file=sys.stderr, flush=True)
+        views.work(stop)
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    config, app = _open(args)
+    names = {p.name for p in all_projections()}
+    if args.name not in names:
+        print(f"accord: no read model {args.name!r}; choose from {sorted(names)}", file=sys.stderr)
+        return 2
+    with app:
+        views = build_read_models(app, config, batch_size=args.batch_size)
+        progress = Progress(args.name)
+        done = threading.Event()
+
+        def report() -> None:
+            while not done.wait(1.0):
+                rate = progress.events / max(time.monotonic() - progress.started, 1e-9)
+                print(
+                    f"rebuilding {args.name}: {progress.position}/{progress.head} ({rate:,.0f} events/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        reporter = threading.Thread(target=report, daemon=True)
+        reporter.start()
+        try:
+            generation = views.runner.rebuild(args.name, progress)
+        finally:
+            done.set()
+        print(
+            json.dumps({"name": args.name, "generation": generation, "position": progress.position})
+        )
+    return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    config, app = _open(args)
+    with app:
+        views = build_read_models(app, config)
+        views.runner.catch_up()
+        with views.read(audit_trail.NAME) as reader:
+            position, digest = audit_trail.digest(reader)
+    print(json.dumps({"position": position, "hash": digest}))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    config, app = _open(args)
+    with app:
+        views = build_read_models(app, config)
+        views.runner.catch_up()
+        with views.read(audit_trail.NAME) as reader:
+            result = audit_trail.verify(app.log.recorder, reader, args.position, args.hash)
+    print(
+        json.dumps(
+            {
+                "ok": result.ok,
+                "position": result.position,
+                "first_mismatch_position": result.first_mismatch_position,
+            }
+        )
+    )
+    return 0 if result.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults to $ACCORD_DATABASE_URL",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
     init = commands.add_parser("init", help="create the store's tables (idempotent) and say where")
     init.set_defaults(handler=_init)
+
+    project = commands.add_parser(
+        "project", help="keep the read models current (one active worker per read model)"
+    )
+    project.add_argument("--once", action="store_true", help="catch up, then exit")
+    project.add_argument("--batch-size", type=int, default=500)
+    project.set_defaults(handler=_project)
+
+    rebuild = commands.add_parser(
+        "rebuild", help="rebuild a read model from position 0 beside the serving copy"
+    )
+    rebuild.add_argument("name")
+    rebuild.add_argument("--batch-size", type=int, default=2000)
+    rebuild.set_defaults(handler=_rebuild)
+
+    digest = commands.add_parser("digest", help="print the audit chain's (position, hash)")
+    digest.set_defaults(handler=_digest)
+
+    verify = commands.add_parser(
+        "verify", help="check the log up to a digest given earlier (exit 1 if it changed)"
+    )
+    verify.add_argument("--position", type=int, required=True)
+    verify.add_argument("--hash", required=True)
+    verify.set_defaults(handler=_verify)
     return parser
 
 

@@ -8,8 +8,9 @@ from that reader can say which position it reflects.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import structlog
@@ -61,7 +62,35 @@ class ReadModels:
         with self.runner.reader(name) as reader:
             yield reader
 
-    # ------------------------------------------------------------ in-process
+    # ------------------------------------------------------------- following
+
+    def work(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
+        """Keep the read models current until ``stop``: as the one active worker of each.
+
+        On PostgreSQL each read model is advanced only by the process holding
+        its advisory lock; the others stand by and take over when it goes.
+        """
+        with ExitStack() as held_locks:
+            held: set[str] = set()
+            last_try = 0.0
+
+            def mine() -> set[str]:
+                nonlocal last_try
+                if len(held) < len(self.runner.projections) and time.monotonic() - last_try > 2:
+                    last_try = time.monotonic()
+                    for name in self.runner.projections:
+                        if name in held:
+                            continue
+                        lock = self.views.exclusive(name)
+                        if lock.__enter__():
+                            held_locks.push(lock)
+                            held.add(name)
+                            logger.info("projection_worker_active", projection=name)
+                        else:
+                            lock.__exit__(None, None, None)
+                return held
+
+            self.runner.follow(stop, idle_wait=idle_wait, names=mine)
 
     def start(self) -> None:
         """Follow the log in a background thread (the server's default)."""
@@ -69,7 +98,7 @@ class ReadModels:
             return
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self.runner.follow, args=(self._stop,), name="accord-projections", daemon=True
+            target=self.work, args=(self._stop,), name="accord-projections", daemon=True
         )
         self._thread.start()
 

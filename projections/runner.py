@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -173,10 +173,11 @@ class ProjectionRunner:
             activate_version=activate_version,
         )
 
-    def step(self) -> int:
-        """Apply one batch to every active read model that is behind; events applied."""
+    def step(self, names: Iterable[str] | None = None) -> int:
+        """Apply one batch to every (named) active read model that is behind; events applied."""
+        chosen = self.projections if names is None else {n: self.projections[n] for n in names}
         positions: dict[int, list[tuple[Projection, int]]] = {}
-        for projection in self.projections.values():
+        for projection in chosen.values():
             generation, _ = self.ensure_started(projection)
             position = self.views.position(projection.name, generation) or 0
             positions.setdefault(position, []).append((projection, generation))
@@ -246,10 +247,11 @@ class ProjectionRunner:
         logger.info("projection_rebuilt", projection=name, generation=target, position=position)
         return target
 
-    def rebuild_outdated(self) -> list[str]:
-        """Rebuild every read model whose code version is newer than its active copy."""
+    def rebuild_outdated(self, names: Iterable[str] | None = None) -> list[str]:
+        """Rebuild every (named) read model whose code version differs from its active copy."""
         rebuilt = []
-        for projection in self.projections.values():
+        chosen = self.projections if names is None else {n: self.projections[n] for n in names}
+        for projection in chosen.values():
             _, version = self.ensure_started(projection)
             if version != projection.version:
                 self.rebuild(projection.name)
@@ -276,12 +278,22 @@ class ProjectionRunner:
 
     # -------------------------------------------------------------- following
 
-    def follow(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
-        """Apply new events as they are recorded, until ``stop`` is set."""
-        self.rebuild_outdated()
+    def follow(
+        self,
+        stop: threading.Event,
+        *,
+        idle_wait: float = 1.0,
+        names: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
+        """Apply new events as they are recorded, until ``stop`` is set.
+
+        ``names`` says, each time round, which read models this worker may
+        advance (those whose lock it holds); by default all of them.
+        """
+        self.rebuild_outdated(names() if names is not None else None)
         while not stop.is_set():
             try:
-                if self.step():
+                if self.step(names() if names is not None else None):
                     continue
             except Exception:  # keep following: the next batch retries from the tracked position
                 logger.exception("projection_step_failed")

@@ -98,6 +98,10 @@ class ViewStore(Protocol):
 
     def drop(self, name: str, generation: int) -> None: ...
 
+    def dump(self, name: str, generation: int) -> dict[tuple[str, str], tuple[str | None, Doc]]:
+        """Every document of a generation (for comparing a rebuild with the live copy)."""
+        ...
+
     def reader(self, name: str, generation: int) -> AbstractContextManager[DocReader]:
         """A consistent read of one generation (documents and position together)."""
         ...

@@ -119,3 +119,34 @@ def share(customer_id: UUID, partner_id: UUID, **overrides: Any) -> c.ShareData:
         "data_categories": ["IDENTITY", "CONTACT"],
     }
     return c.ShareData(**{**fields, **overrides})
+
+
+def bulk_purchases(app: Accord, customers: int, per_customer: int, now: datetime) -> list[UUID]:
+    """A long history quickly: each customer's purchases decided in memory, saved in one go."""
+    from domain.aggregate import EventMeta
+    from domain.customer import Customer
+    from domain.values import Channel, Direction, InteractionKind
+
+    ids = []
+    meta = EventMeta(actor="loader", request_id="bulk", correlation_id="bulk", recorded_at=now)
+    for _ in range(customers):
+        customer_id = new_customer(app)
+        customer = app.executor.load(Customer, customer_id)
+        for day in range(per_customer):
+            customer.record_interaction(
+                uuid4(),
+                kind=InteractionKind.PURCHASE,
+                channel=Channel.WEB,
+                direction=Direction.INBOUND,
+                occurred_at=now - timedelta(days=day * 3),
+                summary="",
+                amount=Decimal(day + 1),
+                currency="CNY",
+                satisfaction=None,
+                partner_id=None,
+                contact_ids=(),
+                meta=meta,
+            )
+        app.log.save(customer)
+        ids.append(customer_id)
+    return ids

@@ -261,6 +261,19 @@ class PostgresViewStore:
                     (name, generation),
                 )
 
+    def dump(self, name: str, generation: int) -> dict[tuple[str, str], tuple[str | None, Doc]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self.sql(
+                    "SELECT kind, key, grp, doc FROM {docs} "
+                    "WHERE projection = %s AND generation = %s"
+                ),
+                (name, generation),
+            )
+            return {
+                (r["kind"], r["key"]): (r["grp"], json.loads(r["doc"])) for r in curs.fetchall()
+            }
+
     @contextmanager
     def reader(self, name: str, generation: int) -> Iterator[PostgresReader]:
         with (

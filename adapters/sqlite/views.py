@@ -221,6 +221,15 @@ class SQLiteViewStore:
                 (name, generation),
             )
 
+    def dump(self, name: str, generation: int) -> dict[tuple[str, str], tuple[str | None, Doc]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT kind, key, grp, doc FROM accord_view_docs "
+                "WHERE projection = ? AND generation = ?",
+                (name, generation),
+            )
+            return {(r[0], r[1]): (r[2], json.loads(r[3])) for r in c.fetchall()}
+
     @contextmanager
     def reader(self, name: str, generation: int) -> Iterator[SQLiteReader]:
         # One read transaction: in WAL mode, documents and position are one snapshot.
