@@ -80,7 +80,8 @@ def _rebuild(args: argparse.Namespace) -> int:
             while not done.wait(1.0):
                 rate = progress.events / max(time.monotonic() - progress.started, 1e-9)
                 print(
-                    f"rebuilding {args.name}: {progress.position}/{progress.head} ({rate:,.0f} events/s)",
+                    f"rebuilding {args.name}: {progress.position}/{progress.head} "
+                    f"({rate:,.0f} events/s)",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -64,7 +64,7 @@ def test_a_killed_worker_resumes_and_the_views_equal_a_rebuild(
             break
 
     finished = _worker(store, master_key, "--once")
-    out, err = finished.communicate(timeout=300)
+    _, err = finished.communicate(timeout=300)
     assert finished.returncode == 0, err
     assert interrupted > 0, "no kill landed while the worker was part way through"
 
