@@ -9,6 +9,7 @@ erased customer even in sealed form, and a rebuild arrives at the same place.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -118,7 +119,7 @@ class CustomerSummary:
             doc["interactions"] += 1
             by_kind = doc["interactions_by_kind"]
             by_kind[event.kind.value] = by_kind.get(event.kind.value, 0) + 1
-            occurred = event.occurred_at.isoformat()
+            occurred = event.occurred_at.astimezone(UTC).isoformat()  # comparable as text
             if doc["last_interaction_at"] is None or occurred > doc["last_interaction_at"]:
                 doc["last_interaction_at"] = occurred
             if event.amount is not None:
