@@ -18,8 +18,9 @@ from application.service import Accord
 from application.settings import Settings
 from domain.customer import ContactAdded, CustomerRegistered, InteractionRecorded
 from domain.personal import ERASED
+from projections import customer_summary
 from tests.builders import CTX, purchase, register_customer
-from tests.conftest import AccordFactory
+from tests.conftest import AccordFactory, ReadModelsFactory
 from tests.support import POSTGRES_URL, FakeClock
 
 NAME = "Sun Lihua Boutique"
@@ -99,10 +100,19 @@ def _as_bytes(value: Any) -> bytes:
 
 
 def test_personal_data_is_readable_through_accord_but_never_stored_in_plaintext(
-    make_accord: AccordFactory, store: StoreConfig, clock: FakeClock
+    make_accord: AccordFactory,
+    make_read_models: ReadModelsFactory,
+    store: StoreConfig,
+    clock: FakeClock,
 ) -> None:
     app = make_accord(settings=Settings(snapshot_interval=2), clock=clock)
     customer_id = _customer_with_personal_data(app, clock)
+    views = make_read_models(app)
+    views.runner.catch_up()
+    with views.read("customer_summary") as reader:
+        shown = customer_summary.get(reader, str(customer_id), views.reveal)
+    assert shown is not None
+    assert shown["display_name"] == NAME
 
     customer = app.queries.customer(customer_id)
     [contact] = customer.contacts.values()
@@ -125,10 +135,15 @@ def test_personal_data_is_readable_through_accord_but_never_stored_in_plaintext(
 
 
 def test_after_erasure_every_personal_field_reads_as_erased_and_the_store_holds_none(
-    make_accord: AccordFactory, store: StoreConfig, clock: FakeClock
+    make_accord: AccordFactory,
+    make_read_models: ReadModelsFactory,
+    store: StoreConfig,
+    clock: FakeClock,
 ) -> None:
     app = make_accord(settings=Settings(snapshot_interval=2), clock=clock)
     customer_id = _customer_with_personal_data(app, clock)
+    views = make_read_models(app)
+    views.runner.catch_up()  # the views hold their copies before the erasure
     before_erasure = clock.now()
     clock.advance(minutes=5)
 
@@ -157,6 +172,11 @@ def test_after_erasure_every_personal_field_reads_as_erased_and_the_store_holds_
             if isinstance(event, InteractionRecorded) and event.kind.value == "CALL":
                 assert event.summary == ERASED
 
+    views.runner.catch_up()
+    with views.read("customer_summary") as reader:
+        summary = reader.get("customer", str(customer_id))
+    assert summary is not None
+    assert summary["display_name"] == ERASED
     found = _plaintext_found(store)
     assert found == set()
     key = app.log.vault.store.get_data_key(customer_id)
