@@ -173,8 +173,8 @@ def test_after_erasure_every_personal_field_reads_as_erased_and_the_store_holds_
                 assert event.summary == ERASED
 
     views.runner.catch_up()
-    with views.read("customer_summary") as reader:
-        summary = reader.get("customer", str(customer_id))
+    with views.read("customer_summary") as view:
+        summary = view.get("customer", str(customer_id))
     assert summary is not None
     assert summary["display_name"] == ERASED
     found = _plaintext_found(store)
