@@ -8,6 +8,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 
+from eventsourcing.persistence import Notification
+
+from domain.aggregate import Aggregate
+from domain.events import DomainEvent
+from projections.projection import Projection
 from projections.store import Doc
 
 
@@ -47,3 +52,33 @@ class MemoryDocs:
         )
         for key in keys[:limit] if limit is not None else keys:
             yield key, copy.deepcopy(self.docs[(kind, key)][1])
+
+
+class FoldedLog:
+    """A log in miniature: events get consecutive positions and one read model folds them."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+        self.docs = MemoryDocs()
+        self.position = 0
+
+    def append(self, event: DomainEvent) -> int:
+        self.position += 1
+        topics = self.projection.topics
+        if topics is None or event.topic in topics:
+            notification = Notification(
+                originator_id=event.originator_id,
+                originator_version=event.originator_version,
+                topic=event.topic,
+                state=b"",
+                id=self.position,
+            )
+            self.projection.apply(event, notification, self.docs)
+        return self.position
+
+    def feed(self, *aggregates: Aggregate) -> int:
+        """Record what the aggregates decided; the position of the last event."""
+        for aggregate in aggregates:
+            for event in aggregate.collect_events():
+                self.append(event)
+        return self.position

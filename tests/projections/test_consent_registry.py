@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import Notification
 
-from domain.aggregate import Aggregate, EventMeta
+from domain.aggregate import EventMeta
 from domain.customer import (
     ConsentGranted,
     ConsentWithdrawn,
@@ -44,7 +43,7 @@ from domain.values import (
 from projections import consent_registry as registry
 from projections.consent_registry import ConsentRegistry
 from projections.store import Doc
-from tests.projections.memory import MemoryDocs
+from tests.projections.memory import FoldedLog, MemoryDocs
 
 # ------------------------------------------------------------------ the calendar
 
@@ -86,34 +85,9 @@ def meta(at: datetime) -> EventMeta:
     )
 
 
-class Log:
-    """The log and the view: events get consecutive positions, the view folds its topics."""
-
+class Log(FoldedLog):
     def __init__(self) -> None:
-        self.projection = ConsentRegistry()
-        self.docs = MemoryDocs()
-        self.position = 0
-
-    def append(self, event: DomainEvent) -> int:
-        self.position += 1
-        topics = self.projection.topics
-        if topics is None or event.topic in topics:
-            notification = Notification(
-                originator_id=event.originator_id,
-                originator_version=event.originator_version,
-                topic=event.topic,
-                state=b"",
-                id=self.position,
-            )
-            self.projection.apply(event, notification, self.docs)
-        return self.position
-
-    def feed(self, *aggregates: Aggregate) -> int:
-        """Record what the aggregates decided; the position of the last event."""
-        for aggregate in aggregates:
-            for event in aggregate.collect_events():
-                self.append(event)
-        return self.position
+        super().__init__(ConsentRegistry())
 
 
 # ------------------------------------------------------------------ builders

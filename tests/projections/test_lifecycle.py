@@ -12,15 +12,13 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import Notification
 
 from domain.aggregate import EventMeta
 from domain.customer import Customer, CustomerRegistered
 from domain.values import Channel, CustomerKind, Direction, InteractionKind, PotentialValue
 from projections import lifecycle
 from projections.lifecycle import Lifecycle, Stage, stage_at, stage_history
-from projections.projection import Projection
-from tests.projections.memory import MemoryDocs
+from tests.projections.memory import FoldedLog
 
 D = date(2025, 6, 30)
 """The date most cases are evaluated at ("as of D")."""
@@ -38,25 +36,11 @@ def meta(at: datetime) -> EventMeta:
     return EventMeta(actor="test", request_id="req", correlation_id="corr", recorded_at=at)
 
 
-class Feed:
+class Feed(FoldedLog):
     """Customers built through the domain, their events folded into one projection."""
 
-    def __init__(self, projection: Projection) -> None:
-        self.projection = projection
-        self.docs = MemoryDocs()
-        self.position = 0
-
     def fold(self, customer: Customer) -> None:
-        for event in customer.collect_events():
-            self.position += 1
-            notification = Notification(
-                originator_id=event.originator_id,
-                originator_version=event.originator_version,
-                topic=event.topic,
-                state=b"",
-                id=self.position,
-            )
-            self.projection.apply(event, notification, self.docs)
+        self.feed(customer)
 
     def customer(self, n: int, *, registered: date = date(2020, 1, 1)) -> Customer:
         customer = Customer.register(

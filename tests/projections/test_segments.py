@@ -13,7 +13,6 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import Notification
 
 from domain.aggregate import EventMeta
 from domain.customer import Customer
@@ -36,7 +35,7 @@ from projections.segments import (
     segment,
     value_quadrant,
 )
-from tests.projections.memory import MemoryDocs
+from tests.projections.memory import FoldedLog
 
 D = date(2025, 6, 30)
 """The date most cases are evaluated at ("as of D")."""
@@ -60,26 +59,15 @@ def cid(n: int) -> str:
     return str(UUID(int=n))
 
 
-class Feed:
+class Feed(FoldedLog):
     """Customers built through the domain, their events folded into one projection."""
 
     def __init__(self, projection: Projection) -> None:
-        self.projection = projection
-        self.docs = MemoryDocs()
-        self.position = 0
+        super().__init__(projection)
         self.customers: dict[int, Customer] = {}
 
     def fold(self, customer: Customer) -> None:
-        for event in customer.collect_events():
-            self.position += 1
-            notification = Notification(
-                originator_id=event.originator_id,
-                originator_version=event.originator_version,
-                topic=event.topic,
-                state=b"",
-                id=self.position,
-            )
-            self.projection.apply(event, notification, self.docs)
+        self.feed(customer)
 
     def customer(
         self,
