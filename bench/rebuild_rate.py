@@ -53,7 +53,9 @@ def main() -> None:
     started = time.perf_counter()
     views.runner.catch_up()
     rebuild = head / (time.perf_counter() - started)
-    print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
+    )
     print(f"store: {kind}; events: {head}; read models: {len(views.runner.projections)}")
     print(f"baseline read+decode: {baseline:,.0f} events/s")
     print(f"build all read models: {rebuild:,.0f} events/s (ratio {rebuild / baseline:.2f}x)")
