@@ -7,6 +7,7 @@ Prints events/s for (a) select_notifications + decode (the baseline, same run) a
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import tempfile
@@ -53,9 +54,8 @@ def main() -> None:
     started = time.perf_counter()
     views.runner.catch_up()
     rebuild = head / (time.perf_counter() - started)
-    print(
-        f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
-    )
+    machine = f"{platform.machine()} {platform.processor() or ''}".strip()
+    print(f"machine: {machine}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"store: {kind}; events: {head}; read models: {len(views.runner.projections)}")
     print(f"baseline read+decode: {baseline:,.0f} events/s")
     print(f"build all read models: {rebuild:,.0f} events/s (ratio {rebuild / baseline:.2f}x)")
