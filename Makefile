@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-sqlite check format clean
+.PHONY: install run test check format clean protos protos-check buf-lint
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,9 +14,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: set up, then open Accord on the embedded SQLite store (./accord.db)
+node_modules/.bin/buf: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## protos: regenerate adapters/grpc/generated from protos/accord/v1
+protos: install
+	$(BIN)/python scripts/gen_protos.py
+
+## protos-check: fail when the generated code is stale
+protos-check: install
+	$(BIN)/python scripts/gen_protos.py --check
+
+buf-lint: node_modules/.bin/buf
+	node_modules/.bin/buf lint
+
+## run: set up, then serve Accord on the embedded SQLite store (./accord.db)
 run: install
-	$(BIN)/accord init
+	$(BIN)/accord serve
 
 ## test: set up, then the whole suite on SQLite and on PostgreSQL
 test: install

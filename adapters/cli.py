@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from adapters.grpc.server import ServerOptions, start_server
 from adapters.logging import configure_logging
 from adapters.store import StoreConfig, StoreConfigError, store_config
 from adapters.wiring import build_accord, build_read_models
@@ -45,6 +47,38 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    host = args.host or os.environ.get("ACCORD_HOST") or "127.0.0.1"
+    port = args.port if args.port is not None else int(os.environ.get("ACCORD_PORT", "50051"))
+    if host not in LOOPBACK:
+        print(
+            f"accord: refusing to listen on {host}: no tokens are configured, so every caller "
+            "would be an administrator; listen on 127.0.0.1 or configure tokens",
+            file=sys.stderr,
+        )
+        return 2
+    config, app = _open(args)
+    with app:
+        views = build_read_models(app, config)
+        if not args.no_projections:
+            views.start()
+        running = start_server(ServerOptions(host=host, port=port), [], [])
+        print(
+            f"Accord listening on {host}:{running.port} (store: {config.safe_url}; "
+            "no tokens configured: loopback only, every caller is a local admin)",
+            flush=True,
+        )
+        stop = _stop_on_signals()
+        stop.wait()
+        running.stop(ServerOptions().grace_seconds)
+        views.stop()
+    print("Accord stopped", flush=True)
+    return 0
 
 
 def _project(args: argparse.Namespace) -> int:
@@ -141,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create the store's tables (idempotent) and say where")
     init.set_defaults(handler=_init)
+
+    serve = commands.add_parser("serve", help="start the gRPC server (and the read models)")
+    serve.add_argument("--host", help="address to listen on (default $ACCORD_HOST or 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, help="port (default $ACCORD_PORT or 50051; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--no-projections",
+        action="store_true",
+        help="do not run the read models in this process (run `accord project` instead)",
+    )
+    serve.set_defaults(handler=_serve)
 
     project = commands.add_parser(
         "project", help="keep the read models current (one active worker per read model)"

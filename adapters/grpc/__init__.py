@@ -1,0 +1,1 @@
+"""The gRPC adapter: servicers that translate, interceptors, the server factory."""
