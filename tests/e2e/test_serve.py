@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -45,11 +46,12 @@ def test_the_server_says_where_it_listens_serves_health_and_reflection_and_stops
         port = int(banner.split("127.0.0.1:")[1].split(" ")[0])
 
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            # The stub packages' types lag the generated code; these two are used untyped.
+            health: Any = health_pb2_grpc.HealthStub(channel)
             reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
-            reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+            reflect: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
             [answer] = list(
                 reflect.ServerReflectionInfo(
                     iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
