@@ -23,23 +23,23 @@ protos: install
 	$(BIN)/python scripts/gen_protos.py
 
 ## protos-check: fail when the generated code is stale
-protos-check: install
+protos-check: install buf-lint protos-check
 	$(BIN)/python scripts/gen_protos.py --check
 
 buf-lint: node_modules/.bin/buf
 	node_modules/.bin/buf lint
 
 ## run: set up, then serve Accord on the embedded SQLite store (./accord.db)
-run: install
+run: install protos
 	$(BIN)/accord serve
 
 ## test: set up, then the whole suite on SQLite and on PostgreSQL
-test: install
+test: install protos-check
 	@scripts/ensure-postgres
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 ## check: lint, format, types (mypy --strict) and the layer contract
-check: install
+check: install buf-lint protos-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -26,8 +26,11 @@ def generate(into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
     sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "accord" / "v1").glob("*.proto"))
     include = Path(protoc.__file__).parent / "_proto"
+    bin_dir = Path(sys.executable).parent
     args = [
         "protoc",
+        f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTOS}",
         f"-I{include}",
         f"--python_out={into}",
