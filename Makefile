@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-node_modules/.bin/buf: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+node_modules/.bin/buf: package.json
+	npm install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $@
 
 ## protos: regenerate adapters/grpc/generated from protos/accord/v1
