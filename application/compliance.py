@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
 from application.event_log import EventLog
 from application.queries import AggregateQueries
+from domain.aggregate import Aggregate
 from domain.customer import Customer, DataShared, DataShareRefused
 from domain.partner import Partner
 from domain.sharing import Consent, ShareDecision, ShareReason, decide_share
 from domain.values import DataCategory, Purpose
+
+A = TypeVar("A", bound=Aggregate)
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,7 @@ class ComplianceQueries:
             ConsentEvidence(
                 consent=consents[cid],
                 granted_position=positions[consents[cid].granted_version],
-                withdrawn_position=(
-                    positions[consents[cid].withdrawal_version]  # type: ignore[index]
-                    if consents[cid].withdrawal_version is not None
-                    else None
-                ),
+                withdrawn_position=positions.get(consents[cid].withdrawal_version or 0),
                 status_at=consents[cid].status(at),
             )
             for cid in considered
@@ -142,7 +142,7 @@ class ComplianceQueries:
                         purpose=event.purpose,
                         data_categories=event.data_categories,
                         shared=shared,
-                        reasons=() if shared else event.reasons,  # type: ignore[union-attr]
+                        reasons=event.reasons if isinstance(event, DataShareRefused) else (),
                         relied_on_consent_ids=(
                             event.relied_on_consent_ids if isinstance(event, DataShared) else ()
                         ),
@@ -181,7 +181,8 @@ class ComplianceQueries:
                     )
         return found
 
-    def _as_recorded(self, kind: type[Customer] | type[Partner], aggregate_id: UUID, at: datetime):  # type: ignore[no-untyped-def]
+    def _as_recorded(self, kind: type[A], aggregate_id: UUID, at: datetime) -> A | None:
+        """The aggregate as recorded by ``at``; None if it did not exist yet."""
         try:
             state = self.log.load_as_of_time(aggregate_id, at)
         except AggregateNotFoundError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 from uuid import UUID, uuid4
 
@@ -136,7 +137,7 @@ class CommandExecutor:
 
     def load(self, kind: type[A], aggregate_id: UUID) -> A:
         try:
-            aggregate = self._guard(lambda: self.log.load(aggregate_id))
+            aggregate = guarded(lambda: self.log.load(aggregate_id))
         except AggregateNotFoundError:
             raise NotFoundError(kind.type_name, aggregate_id) from None
         if not isinstance(aggregate, kind):
@@ -166,13 +167,13 @@ class CommandExecutor:
     def _claimed(self, claims: Sequence[Claim]) -> tuple[Claim, UUID] | None:
         journal = self.log.journal
         for claim in claims:
-            holder = self._guard(lambda c=claim: journal.find_claim(c.scope, c.key))  # type: ignore[misc]
+            holder = guarded(partial(journal.find_claim, claim.scope, claim.key))
             if holder is not None:
                 return claim, holder
         return None
 
     def _stored(self, request_id: str) -> StoredRequest | None:
-        return self._guard(lambda: self.log.journal.find_request(request_id))
+        return guarded(lambda: self.log.journal.find_request(request_id))
 
     @staticmethod
     def _replay(stored: StoredRequest, print_: str) -> CommandResult:
@@ -203,7 +204,7 @@ class CommandExecutor:
             version=aggregate.version,
             entity_id=effects.entity_id,
         )
-        recordings = self._guard(
+        recordings = guarded(
             lambda: self.log.save(
                 aggregate,
                 request=record,
@@ -226,12 +227,12 @@ class CommandExecutor:
         )
         return CommandResult(aggregate.id, aggregate.version, position, effects.entity_id)
 
-    @staticmethod
-    def _guard(call: Callable[[], T]) -> T:
-        """Turn "the database is not there" into one clear, retryable error."""
-        try:
-            return call()
-        except (OperationalError, InterfaceError) as error:
-            raise StoreUnavailableError(
-                f"the event store is unavailable ({type(error).__name__})"
-            ) from error
+
+def guarded(call: Callable[[], T]) -> T:
+    """Turn "the database is not there" into one clear, retryable error."""
+    try:
+        return call()
+    except (OperationalError, InterfaceError) as error:
+        raise StoreUnavailableError(
+            f"the event store is unavailable ({type(error).__name__})"
+        ) from error

@@ -10,7 +10,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.errors import InvalidCommandError, NotFoundError
 from application.event_log import EventLog
-from application.executor import CommandExecutor
+from application.executor import CommandExecutor, guarded
 from domain.aggregate import Aggregate
 from domain.customer import Customer
 from domain.partner import Partner
@@ -60,13 +60,9 @@ class AggregateQueries:
             return self.executor.load(kind, aggregate_id)
         try:
             if as_of_time is not None:
-                aggregate = self.executor._guard(
-                    lambda: self.log.load_as_of_time(aggregate_id, as_of_time)
-                )
+                aggregate = guarded(lambda: self.log.load_as_of_time(aggregate_id, as_of_time))
             else:
-                aggregate = self.executor._guard(
-                    lambda: self.log.load(aggregate_id, version=as_of_version)
-                )
+                aggregate = guarded(lambda: self.log.load(aggregate_id, version=as_of_version))
         except AggregateNotFoundError:
             raise NotFoundError(kind.type_name, aggregate_id) from None
         if not isinstance(aggregate, kind):
