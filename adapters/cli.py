@@ -10,9 +10,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from types import FrameType
 
+import grpc
+
+from adapters.grpc.interceptor import AccordInterceptor
 from adapters.grpc.server import ServerOptions, start_server
+from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
+from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
 from adapters.logging import configure_logging
 from adapters.store import StoreConfig, StoreConfigError, store_config
 from adapters.wiring import build_accord, build_read_models
@@ -52,13 +59,68 @@ def _stop_on_signals() -> threading.Event:
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ServeError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+class ServeError(Exception):
+    """`accord serve` cannot start as configured; the message says what to change."""
+
+
+def _credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    cert = args.tls_cert or os.environ.get("ACCORD_TLS_CERT")
+    key = args.tls_key or os.environ.get("ACCORD_TLS_KEY")
+    client_ca = args.tls_client_ca or os.environ.get("ACCORD_TLS_CLIENT_CA")
+    if not cert and not key:
+        if client_ca:
+            raise ServeError("client certificates need TLS: give --tls-cert and --tls-key too")
+        return None
+    if not (cert and key):
+        raise ServeError("TLS needs both --tls-cert and --tls-key")
+    pair = (_read_file(key, "TLS key"), _read_file(cert, "TLS certificate"))
+    if client_ca:
+        return grpc.ssl_server_credentials(
+            [pair], root_certificates=_read_file(client_ca, "client CA"), require_client_auth=True
+        )
+    return grpc.ssl_server_credentials([pair])
+
+
+def _authenticator(args: argparse.Namespace) -> Authenticator | None:
+    path = args.tokens_file or os.environ.get("ACCORD_TOKENS_FILE")
+    if not path:
+        return None
+    try:
+        authenticator = Authenticator(Path(path))
+    except (OSError, TokensFileError) as error:
+        raise ServeError(f"cannot use the tokens file: {error}") from None
+    return authenticator
+
+
 def _serve(args: argparse.Namespace) -> int:
     host = args.host or os.environ.get("ACCORD_HOST") or "127.0.0.1"
     port = args.port if args.port is not None else int(os.environ.get("ACCORD_PORT", "50051"))
-    if host not in LOOPBACK:
+    try:
+        authenticator = _authenticator(args)
+        credentials = _credentials(args)
+    except ServeError as error:
+        print(f"accord: {error}", file=sys.stderr)
+        return 2
+    if host not in LOOPBACK and authenticator is None:
         print(
             f"accord: refusing to listen on {host}: no tokens are configured, so every caller "
-            "would be an administrator; listen on 127.0.0.1 or configure tokens",
+            "would be an administrator; listen on 127.0.0.1 or configure tokens "
+            "(--tokens-file or ACCORD_TOKENS_FILE)",
+            file=sys.stderr,
+        )
+        return 2
+    if host not in LOOPBACK and credentials is None and not args.allow_plaintext:
+        print(
+            f"accord: refusing to listen on {host} without TLS: bearer tokens would cross the "
+            "network in clear text; give --tls-cert and --tls-key (or --allow-plaintext when a "
+            "proxy or mesh terminates TLS)",
             file=sys.stderr,
         )
         return 2
@@ -67,10 +129,26 @@ def _serve(args: argparse.Namespace) -> int:
         views = build_read_models(app, config)
         if not args.no_projections:
             views.start()
-        running = start_server(ServerOptions(host=host, port=port), [], [])
+        running = start_server(
+            ServerOptions(host=host, port=port),
+            registrations(app, views),
+            SERVICE_NAMES,
+            interceptors=[AccordInterceptor(authenticator)],
+            credentials=credentials,
+        )
+        security = (
+            f"tokens: {authenticator.path}"
+            if authenticator
+            else "no tokens configured: loopback only, every caller is a local admin"
+        )
+        transport = (
+            "TLS with client certificates"
+            if args.tls_client_ca or os.environ.get("ACCORD_TLS_CLIENT_CA")
+            else ("TLS" if credentials else "plaintext")
+        )
         print(
             f"Accord listening on {host}:{running.port} (store: {config.safe_url}; "
-            "no tokens configured: loopback only, every caller is a local admin)",
+            f"{security}; {transport})",
             flush=True,
         )
         stop = _stop_on_signals()
@@ -78,6 +156,24 @@ def _serve(args: argparse.Namespace) -> int:
         running.stop(ServerOptions().grace_seconds)
         views.stop()
     print("Accord stopped", flush=True)
+    return 0
+
+
+def _tokens_add(args: argparse.Namespace) -> int:
+    path = args.tokens_file or os.environ.get("ACCORD_TOKENS_FILE")
+    if not path:
+        print("accord: name the tokens file (--tokens-file or ACCORD_TOKENS_FILE)", file=sys.stderr)
+        return 2
+    try:
+        token = add_token(Path(path), args.principal, args.role, args.expires_at)
+    except TokensFileError as error:
+        print(f"accord: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    print(
+        f"added {args.principal} ({', '.join(args.role)}) to {path}; this token is shown once",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -162,6 +258,13 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _aware_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a UTC offset, e.g. 2027-01-01T00:00:00+00:00")
+    return moment
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="accord", description="Event-sourced engine for customer and partner relationships."
@@ -181,12 +284,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="port (default $ACCORD_PORT or 50051; 0 picks a free one)"
     )
+    serve.add_argument("--tokens-file", help="TOML file of token hashes ($ACCORD_TOKENS_FILE)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain ($ACCORD_TLS_CERT)")
+    serve.add_argument("--tls-key", help="PEM private key ($ACCORD_TLS_KEY)")
+    serve.add_argument(
+        "--tls-client-ca",
+        help="PEM CA bundle: require client certificates signed by it ($ACCORD_TLS_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="allow a non-loopback address without TLS (a proxy or mesh terminates TLS)",
+    )
     serve.add_argument(
         "--no-projections",
         action="store_true",
         help="do not run the read models in this process (run `accord project` instead)",
     )
     serve.set_defaults(handler=_serve)
+
+    tokens = commands.add_parser("tokens", help="manage bearer tokens")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
+    add = token_commands.add_parser(
+        "add", help="print a new random token once and append its hash to the tokens file"
+    )
+    add.add_argument("--tokens-file", help="defaults to $ACCORD_TOKENS_FILE")
+    add.add_argument("--principal", required=True, help="who holds it (the events' actor)")
+    add.add_argument("--role", required=True, nargs="+", choices=ROLES, help="one or more roles")
+    add.add_argument(
+        "--expires-at",
+        type=_aware_datetime,
+        help="ISO 8601 time with offset after which the token is refused",
+    )
+    add.set_defaults(handler=_tokens_add)
 
     project = commands.add_parser(
         "project", help="keep the read models current (one active worker per read model)"

@@ -1,0 +1,1 @@
+"""One servicer per service of the accord.v1 contract; each only translates."""

@@ -1,0 +1,234 @@
+"""Protobuf <-> application values, by the contract's conventions (common.proto).
+
+Requests become commands generically: a field that is not set (an empty
+string, an UNSPECIFIED enum, an unset Timestamp or `optional` field) is left
+out, so the command's own validation says what is missing, field by field,
+under the proto's field names. Enum values travel as the domain value with
+the enum's prefix (``TIER_STRATEGIC`` <-> ``Tier.STRATEGIC``); Money splits
+into the amount and its currency.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ValidationError
+
+from adapters.grpc.errors import RpcError, invalid_field
+from adapters.grpc.generated.accord.v1 import common_pb2
+from application.errors import InvalidCommandError
+from application.results import CommandResult
+
+if TYPE_CHECKING:  # a stub-only generic: the runtime class is not generic
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+C = TypeVar("C", bound=BaseModel)
+M = TypeVar("M", bound=Message)
+V = TypeVar("V", bound=int)
+
+_MONEY = common_pb2.Money.DESCRIPTOR.full_name
+_TIMESTAMP = Timestamp.DESCRIPTOR.full_name
+_NUMERIC_OR_BOOL = {
+    FieldDescriptor.TYPE_BOOL,
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_DOUBLE,
+    FieldDescriptor.TYPE_FLOAT,
+}
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+# ----------------------------------------------------------------- scalars
+
+
+def enum_prefix(descriptor: EnumDescriptor) -> str:
+    """``ContactLayer`` -> ``CONTACT_LAYER_``."""
+    name = descriptor.name
+    snake = "".join(("_" + c if c.isupper() and i else c) for i, c in enumerate(name)).upper()
+    return snake + "_"
+
+
+def enum_in(descriptor: EnumDescriptor, number: int) -> str | None:
+    """A request's enum number -> the domain value (None: UNSPECIFIED or unknown)."""
+    value = descriptor.values_by_number.get(number)
+    if value is None or number == 0:
+        return None
+    return value.name.removeprefix(enum_prefix(descriptor))
+
+
+def enum_out(wrapper: _EnumTypeWrapper[V], value: StrEnum | str | None) -> V:
+    """A domain value -> the enum number (UNSPECIFIED for None)."""
+    prefix = enum_prefix(wrapper.DESCRIPTOR)
+    return wrapper.Value(prefix + ("UNSPECIFIED" if value is None else str(value)))
+
+
+def timestamp_in(value: Timestamp) -> datetime:
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def timestamp_out(value: datetime | str | None) -> Timestamp | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    out = Timestamp()
+    out.FromDatetime(moment.astimezone(UTC))
+    return out
+
+
+def money_out(amount: Decimal | str, currency: str) -> common_pb2.Money:
+    return common_pb2.Money(amount=format(Decimal(amount), "f"), currency=currency)
+
+
+def uuid_in(field: str, value: str, *, required: bool = True) -> UUID | None:
+    """For ids read outside a command (queries): a field violation when malformed."""
+    if not value:
+        if required:
+            raise RpcError(invalid_field(field, "required"))
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise RpcError(invalid_field(field, "must be a UUID")) from None
+
+
+def required_uuid(field: str, value: str) -> UUID:
+    parsed = uuid_in(field, value)
+    assert parsed is not None
+    return parsed
+
+
+# ----------------------------------------------------------------- requests
+
+
+def _is_message(field: Any, full_name: str) -> bool:
+    return bool(
+        field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == full_name
+    )
+
+
+def _value(field: Any, value: Any) -> Any:
+    """``field``: a FieldDescriptor (the C implementation's type differs from the stubs')."""
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return enum_in(field.enum_type, value) if value else None
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if _is_message(field, _TIMESTAMP):
+            return timestamp_in(value)
+        return fields_of(value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    return value
+
+
+def fields_of(message: Message) -> dict[str, Any]:
+    """The fields a request sets, as plain values keyed by the proto's field names."""
+    data: dict[str, Any] = {}
+    present = {field.name for field, _ in message.ListFields()}
+    fields: list[Any] = list(message.DESCRIPTOR.fields)
+    for field in fields:
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            items = [_value(field, v) for v in value]
+            if items:
+                data[field.name] = tuple(items)
+            continue
+        if field.name not in present:
+            # Numbers and booleans without presence have no "not given": 0 and false are values.
+            if field.type in _NUMERIC_OR_BOOL and not field.has_presence:
+                data[field.name] = value
+            continue
+        if _is_message(field, _MONEY):
+            if value.amount:
+                data[field.name] = value.amount
+            if value.currency:
+                data["currency"] = value.currency
+            continue
+        converted = _value(field, value)
+        if converted is not None:
+            data[field.name] = converted
+    return data
+
+
+def command(message: Message, command_class: type[C], **extra: Any) -> C:
+    """Build and validate a command; INVALID_ARGUMENT with field violations otherwise."""
+    data = fields_of(message)
+    data.update(extra)
+    try:
+        return command_class.model_validate(data)
+    except ValidationError as error:
+        raise InvalidCommandError.from_validation(error) from None
+
+
+def command_response(
+    response_class: type[M],
+    result: CommandResult,
+    *,
+    id_field: str,
+    entity_field: str | None = None,
+) -> M:
+    values: dict[str, Any] = {
+        id_field: str(result.aggregate_id),
+        "version": result.version,
+        "position": result.position,
+        "replayed": result.replayed,
+    }
+    if entity_field is not None and result.entity_id is not None:
+        values[entity_field] = str(result.entity_id)
+    return response_class(**values)
+
+
+# ------------------------------------------------------------------- paging
+
+
+def page_size(requested: int, field: str = "page_size") -> int:
+    if requested < 0:
+        raise RpcError(invalid_field(field, "must not be negative"))
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def page_token_out(query: dict[str, Any], after: str) -> str:
+    """An opaque token that also pins the query, so changed parameters are caught."""
+    raw = json.dumps({"q": query, "after": after}, sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def page_token_in(token: str, query: dict[str, Any]) -> str | None:
+    """The key to continue after, or None for the first page."""
+    if not token:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        after = decoded["after"]
+        pinned = decoded["q"]
+    except (ValueError, KeyError, TypeError):
+        raise RpcError(invalid_field("page_token", "not a token this server issued")) from None
+    if pinned != json.loads(json.dumps(query, sort_keys=True)) or not isinstance(after, str):
+        raise RpcError(
+            invalid_field("page_token", "the other parameters changed since this token was issued")
+        )
+    return after
+
+
+def paged(
+    items: Iterable[Any], size: int, key: Callable[[Any], str]
+) -> tuple[list[Any], str | None]:
+    """Up to ``size`` items, and the key to continue after if there may be more."""
+    page: list[Any] = []
+    for item in items:
+        if len(page) == size:
+            return page, key(page[-1])
+        page.append(item)
+    return page, None
