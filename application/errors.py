@@ -53,7 +53,10 @@ class InvalidCommandError(ApplicationError):
         """Field paths and messages, never the offending input (it may be personal)."""
         return cls(
             [
-                FieldViolation(".".join(str(p) for p in e["loc"]) or "(request)", e["msg"])
+                FieldViolation(
+                    ".".join(str(p) for p in e["loc"]) or "(request)",
+                    e["msg"].removeprefix("Value error, "),
+                )
                 for e in error.errors(include_input=False, include_url=False)
             ]
         )

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.grpc.errors import RpcError, invalid_field
 from adapters.grpc.generated.accord.v1 import common_pb2
-from application.errors import InvalidCommandError
+from application.errors import FieldViolation, InvalidCommandError
 from application.results import CommandResult
 
 if TYPE_CHECKING:  # a stub-only generic: the runtime class is not generic
@@ -169,7 +169,20 @@ def command(message: Message, command_class: type[C], **extra: Any) -> C:
     try:
         return command_class.model_validate(data)
     except ValidationError as error:
-        raise InvalidCommandError.from_validation(error) from None
+        invalid = InvalidCommandError.from_validation(error)
+        raise InvalidCommandError(
+            [_named(v, command_class) for v in invalid.violations]
+        ) from None
+
+
+def _named(violation: FieldViolation, command_class: type[BaseModel]) -> FieldViolation:
+    """A rule across fields ("amount is required for a PURCHASE") names its first field."""
+    if violation.field != "(request)":
+        return violation
+    first = violation.description.split(" ", 1)[0]
+    if first in command_class.model_fields:
+        return FieldViolation(first, violation.description)
+    return violation
 
 
 def command_response(

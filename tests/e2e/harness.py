@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
+from psycopg import sql
 
 from adapters.grpc.generated.accord.v1 import (
     audit_pb2_grpc,
@@ -164,10 +168,31 @@ def serve(
     return Served(process, port, store, issued, stderr_path)
 
 
-def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
+def rpc_error(call: Callable[[], Any], what: object = "") -> grpc.RpcError:
     """The error a call fails with (the test fails if it succeeds)."""
     try:
-        call()
+        result = call()
     except grpc.RpcError as error:
         return error
-    raise AssertionError("the call succeeded")
+    raise AssertionError(f"the call succeeded: {what} -> {result}")
+
+
+def stored_event_count(store: StoreConfig) -> int:
+    """How many events the store holds, read behind the server's back (nothing recorded?)."""
+    env = store.env
+    if store.kind == "sqlite":
+        with closing(sqlite3.connect(env["SQLITE_DBNAME"])) as conn:
+            (count,) = conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()
+            return int(count)
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+    ) as conn:
+        query = sql.SQL("SELECT COUNT(*) FROM {}.accord_events").format(
+            sql.Identifier(env["POSTGRES_SCHEMA"])
+        )
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])

@@ -1,0 +1,132 @@
+"""Requests become command inputs by the contract's conventions; enums match the domain exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import pytest
+
+from adapters.grpc.errors import RpcError
+from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_pb2
+from adapters.grpc.translate import (
+    enum_in,
+    enum_out,
+    fields_of,
+    page_size,
+    page_token_in,
+    page_token_out,
+    paged,
+)
+from domain import values
+from domain.errors import Reason
+from domain.sharing import ShareReason
+
+PAIRS: list[tuple[Any, type[StrEnum]]] = [
+    (common_pb2.Tier, values.Tier),
+    (common_pb2.CustomerKind, values.CustomerKind),
+    (common_pb2.PotentialValue, values.PotentialValue),
+    (common_pb2.CompanySize, values.CompanySize),
+    (common_pb2.ContactLayer, values.ContactLayer),
+    (common_pb2.ContactFunction, values.ContactFunction),
+    (common_pb2.InteractionKind, values.InteractionKind),
+    (common_pb2.Channel, values.Channel),
+    (common_pb2.Direction, values.Direction),
+    (common_pb2.Purpose, values.Purpose),
+    (common_pb2.DataCategory, values.DataCategory),
+    (common_pb2.PartnerKind, values.PartnerKind),
+    (common_pb2.PartnerStatus, values.PartnerStatus),
+    (common_pb2.LinkRole, values.LinkRole),
+    (common_pb2.AgreementKind, values.AgreementKind),
+    (common_pb2.ShareReason, ShareReason),
+    (common_pb2.ErrorReason, Reason),
+]
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "domain_enum"), PAIRS, ids=lambda p: getattr(p, "__name__", "")
+)
+def test_every_proto_enum_value_is_exactly_one_domain_value(
+    wrapper: Any, domain_enum: type[StrEnum]
+) -> None:
+    proto_values = {enum_in(wrapper.DESCRIPTOR, n) for n in wrapper.values() if n}
+    assert proto_values == {v.value for v in domain_enum}
+    for value in domain_enum:
+        assert enum_in(wrapper.DESCRIPTOR, enum_out(wrapper, value)) == value.value
+    assert enum_out(wrapper, None) == 0
+    assert enum_in(wrapper.DESCRIPTOR, 0) is None
+
+
+def test_unset_fields_are_left_out_so_the_command_says_what_is_missing() -> None:
+    request = customer_pb2.RegisterCustomerRequest(display_name="Li Lei")
+    assert fields_of(request) == {"display_name": "Li Lei"}
+
+
+def test_optional_fields_count_only_when_present() -> None:
+    absent = customer_pb2.UpdateCustomerProfileRequest(customer_id="c")
+    present = customer_pb2.UpdateCustomerProfileRequest(
+        customer_id="c", expected_version=3, industry=""
+    )
+    assert fields_of(absent) == {"customer_id": "c"}
+    assert fields_of(present) == {"customer_id": "c", "expected_version": 3, "industry": ""}
+
+
+def test_numbers_and_booleans_without_presence_are_always_values() -> None:
+    request = partner_pb2.SignAgreementRequest(partner_id="p")
+    data = fields_of(request)
+    assert data["confidentiality"] is False
+    review = fields_of(partner_pb2.ReviewPartnerPerformanceRequest(partner_id="p"))
+    assert review["new_customers"] == 0
+    assert review["complaints"] == 0
+
+
+def test_money_splits_into_amount_and_currency_and_times_become_aware() -> None:
+    request = customer_pb2.RecordInteractionRequest(
+        kind=common_pb2.INTERACTION_KIND_PURCHASE,
+        amount=common_pb2.Money(amount="12.50", currency="CNY"),
+        contact_ids=["a", "b"],
+    )
+    request.occurred_at.FromDatetime(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    data = fields_of(request)
+    assert data["kind"] == "PURCHASE"
+    assert data["amount"] == "12.50"
+    assert data["currency"] == "CNY"
+    assert data["occurred_at"] == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert data["contact_ids"] == ("a", "b")
+
+
+def test_nested_messages_become_mappings() -> None:
+    request = customer_pb2.GrantConsentRequest(
+        capture=common_pb2.ConsentCapture(method="WEB_FORM", source="portal"),
+        data_categories=[common_pb2.DATA_CATEGORY_CONTACT, common_pb2.DATA_CATEGORY_UNSPECIFIED],
+    )
+    data = fields_of(request)
+    assert data["capture"] == {"method": "WEB_FORM", "source": "portal"}
+    # An UNSPECIFIED inside a list stays visible, so the command rejects it.
+    assert data["data_categories"] == ("CONTACT", None)
+
+
+def test_page_sizes_default_and_cap() -> None:
+    assert page_size(0) == 100
+    assert page_size(5000) == 1000
+    assert page_size(7) == 7
+    with pytest.raises(RpcError):
+        page_size(-1)
+
+
+def test_page_tokens_continue_the_same_query_only() -> None:
+    query = {"tier": "KEY"}
+    token = page_token_out(query, "key-41")
+    assert page_token_in(token, {"tier": "KEY"}) == "key-41"
+    assert page_token_in("", query) is None
+    with pytest.raises(RpcError, match="changed"):
+        page_token_in(token, {"tier": "STRATEGIC"})
+    with pytest.raises(RpcError, match="not a token"):
+        page_token_in("garbage!!", query)
+
+
+def test_paging_says_where_to_continue_only_when_more_may_follow() -> None:
+    assert paged(range(5), 2, str) == ([0, 1], "1")
+    assert paged(range(2), 2, str) == ([0, 1], None)
+    assert paged([], 2, str) == ([], None)

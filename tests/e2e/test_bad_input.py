@@ -1,0 +1,495 @@
+"""Every mutating RPC refuses malformed input field by field, and records nothing.
+
+Each row is one invalid request and the field its violation must name. The
+requests are otherwise aimed at real aggregates, so it is the input, not a
+missing customer or partner, that is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from adapters.grpc.errors import error_details_pb2
+from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_pb2
+from tests.e2e.harness import Client, Served, rpc_error, stored_event_count
+from tests.e2e.wire import active_partner, ago, register_customer
+
+C = customer_pb2
+P = partner_pb2
+CAPTURE = common_pb2.ConsentCapture(
+    method="WEB_FORM", source="portal", evidence_ref="doc-1", notice_version="v3"
+)
+NOT_A_UUID = "customer-42"
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no rich status details"
+    found: dict[str, str] = {}
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found.update({v.field: v.description for v in bad_request.field_violations})
+    return found
+
+
+# (rpc, request factory given (customer_id, partner_id, agreement_id), field named)
+Case = tuple[str, Callable[[str, str, str], Any], str]
+
+CASES: list[Case] = [
+    # ------------------------------------------------------------ customers
+    (
+        "RegisterCustomer",
+        lambda c, p, a: C.RegisterCustomerRequest(
+            external_ref="X-1",
+            kind=common_pb2.CUSTOMER_KIND_PERSON,
+            industry="retail",
+            region="CN",
+            source="web",
+        ),
+        "display_name",
+    ),
+    (
+        "RegisterCustomer",
+        lambda c, p, a: C.RegisterCustomerRequest(
+            external_ref="X-2", display_name="Li", industry="retail", region="CN", source="web"
+        ),
+        "kind",
+    ),
+    (
+        "RegisterCustomer",
+        lambda c, p, a: C.RegisterCustomerRequest(
+            external_ref="X-3",
+            display_name="L" * 201,
+            kind=common_pb2.CUSTOMER_KIND_PERSON,
+            industry="retail",
+            region="CN",
+            source="web",
+        ),
+        "display_name",
+    ),
+    (
+        "RegisterCustomer",
+        lambda c, p, a: C.RegisterCustomerRequest(
+            customer_id=NOT_A_UUID,
+            external_ref="X-4",
+            display_name="Li",
+            kind=common_pb2.CUSTOMER_KIND_PERSON,
+            industry="retail",
+            region="CN",
+            source="web",
+        ),
+        "customer_id",
+    ),
+    (
+        "RegisterCustomer",
+        lambda c, p, a: C.RegisterCustomerRequest(
+            request_id="r" * 129,
+            external_ref="X-5",
+            display_name="Li",
+            kind=common_pb2.CUSTOMER_KIND_PERSON,
+            industry="retail",
+            region="CN",
+            source="web",
+        ),
+        "request_id",
+    ),
+    (
+        "UpdateCustomerProfile",
+        lambda c, p, a: C.UpdateCustomerProfileRequest(
+            customer_id=c, expected_version=0, industry="retail"
+        ),
+        "expected_version",
+    ),
+    (
+        "UpdateCustomerProfile",
+        lambda c, p, a: C.UpdateCustomerProfileRequest(customer_id=NOT_A_UUID, industry="retail"),
+        "customer_id",
+    ),
+    (
+        "AddContact",
+        lambda c, p, a: C.AddContactRequest(
+            customer_id=c,
+            name="Zhao",
+            email="not-an-email",
+            layer=common_pb2.CONTACT_LAYER_DECISION,
+            function=common_pb2.CONTACT_FUNCTION_FINANCE,
+        ),
+        "email",
+    ),
+    (
+        "AddContact",
+        lambda c, p, a: C.AddContactRequest(
+            customer_id=c,
+            name="Zhao",
+            influence=9,
+            layer=common_pb2.CONTACT_LAYER_DECISION,
+            function=common_pb2.CONTACT_FUNCTION_FINANCE,
+        ),
+        "influence",
+    ),
+    (
+        "AddContact",
+        lambda c, p, a: C.AddContactRequest(
+            customer_id=c, name="Zhao", function=common_pb2.CONTACT_FUNCTION_FINANCE
+        ),
+        "layer",
+    ),
+    ("RemoveContact", lambda c, p, a: C.RemoveContactRequest(customer_id=c), "contact_id"),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_PURCHASE,
+            channel=common_pb2.CHANNEL_WEB,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+        ),
+        "amount",
+    ),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_PURCHASE,
+            channel=common_pb2.CHANNEL_WEB,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+            amount=common_pb2.Money(amount="-5", currency="CNY"),
+        ),
+        "amount",
+    ),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_PURCHASE,
+            channel=common_pb2.CHANNEL_WEB,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+            amount=common_pb2.Money(amount="12", currency="USD"),
+        ),
+        "currency",
+    ),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_CALL,
+            channel=common_pb2.CHANNEL_PHONE,
+            direction=common_pb2.DIRECTION_INBOUND,
+        ),
+        "occurred_at",
+    ),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_SURVEY,
+            channel=common_pb2.CHANNEL_WEB,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+            satisfaction=11,
+        ),
+        "satisfaction",
+    ),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_CALL,
+            channel=common_pb2.CHANNEL_PHONE,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+            summary="s" * 4001,
+        ),
+        "summary",
+    ),
+    (
+        "RecordInteraction",
+        lambda c, p, a: C.RecordInteractionRequest(
+            customer_id=c,
+            kind=common_pb2.INTERACTION_KIND_CALL,
+            channel=common_pb2.CHANNEL_PHONE,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+            contact_ids=["x"],
+        ),
+        "contact_ids.0",
+    ),
+    ("ChangeTier", lambda c, p, a: C.ChangeTierRequest(customer_id=c, reason="growth"), "to_tier"),
+    (
+        "ChangeTier",
+        lambda c, p, a: C.ChangeTierRequest(customer_id=c, to_tier=common_pb2.TIER_KEY),
+        "reason",
+    ),
+    (
+        "GrantConsent",
+        lambda c, p, a: C.GrantConsentRequest(
+            customer_id=c, partner_id=p, purpose=common_pb2.PURPOSE_MARKETING, capture=CAPTURE
+        ),
+        "data_categories",
+    ),
+    (
+        "GrantConsent",
+        lambda c, p, a: C.GrantConsentRequest(
+            customer_id=c,
+            partner_id=p,
+            purpose=common_pb2.PURPOSE_MARKETING,
+            data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+        ),
+        "capture",
+    ),
+    (
+        "GrantConsent",
+        lambda c, p, a: C.GrantConsentRequest(
+            customer_id=c,
+            partner_id=p,
+            purpose=common_pb2.PURPOSE_MARKETING,
+            data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+            capture=CAPTURE,
+            effective_from=ago(days=-2),
+            expires_at=ago(days=-1),
+        ),
+        "expires_at",
+    ),
+    (
+        "GrantConsent",
+        lambda c, p, a: C.GrantConsentRequest(
+            customer_id=c,
+            partner_id=NOT_A_UUID,
+            purpose=common_pb2.PURPOSE_MARKETING,
+            data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+            capture=CAPTURE,
+        ),
+        "partner_id",
+    ),
+    (
+        "WithdrawConsent",
+        lambda c, p, a: C.WithdrawConsentRequest(
+            customer_id=c, consent_id=NOT_A_UUID, channel="LETTER"
+        ),
+        "consent_id",
+    ),
+    (
+        "WithdrawConsent",
+        lambda c, p, a: C.WithdrawConsentRequest(customer_id=c, consent_id=a),
+        "channel",
+    ),
+    (
+        "ShareData",
+        lambda c, p, a: C.ShareDataRequest(
+            customer_id=c, partner_id=p, data_categories=[common_pb2.DATA_CATEGORY_CONTACT]
+        ),
+        "purpose",
+    ),
+    (
+        "ShareData",
+        lambda c, p, a: C.ShareDataRequest(
+            customer_id=c,
+            partner_id=p,
+            purpose=common_pb2.PURPOSE_MARKETING,
+            data_categories=[common_pb2.DATA_CATEGORY_UNSPECIFIED],
+        ),
+        "data_categories.0",
+    ),
+    ("EraseCustomerData", lambda c, p, a: C.EraseCustomerDataRequest(customer_id=c), "reason"),
+    # ------------------------------------------------------------- partners
+    (
+        "RegisterPartner",
+        lambda c, p, a: P.RegisterPartnerRequest(
+            external_ref="PX-1", kind=common_pb2.PARTNER_KIND_REFERRAL
+        ),
+        "name",
+    ),
+    (
+        "RegisterPartner",
+        lambda c, p, a: P.RegisterPartnerRequest(external_ref="PX-2", name="Acme"),
+        "kind",
+    ),
+    (
+        "EvaluatePartner",
+        lambda c, p, a: P.EvaluatePartnerRequest(
+            partner_id=p, reputation=1, business_fit=1, data_protection=1
+        ),
+        "strength",
+    ),
+    (
+        "EvaluatePartner",
+        lambda c, p, a: P.EvaluatePartnerRequest(
+            partner_id=p, strength=1, reputation=101, business_fit=1, data_protection=1
+        ),
+        "reputation",
+    ),
+    (
+        "SignAgreement",
+        lambda c, p, a: P.SignAgreementRequest(
+            partner_id=p,
+            kind=common_pb2.AGREEMENT_KIND_REFERRAL,
+            effective_from=ago(days=1),
+            confidentiality=True,
+            permitted_purposes=[common_pb2.PURPOSE_MARKETING],
+            permitted_data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+            document_sha256="xyz",
+        ),
+        "document_sha256",
+    ),
+    (
+        "SignAgreement",
+        lambda c, p, a: P.SignAgreementRequest(
+            partner_id=p,
+            kind=common_pb2.AGREEMENT_KIND_REFERRAL,
+            confidentiality=True,
+            permitted_purposes=[common_pb2.PURPOSE_MARKETING],
+            permitted_data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+            document_sha256="ab" * 32,
+        ),
+        "effective_from",
+    ),
+    (
+        "SignAgreement",
+        lambda c, p, a: P.SignAgreementRequest(
+            partner_id=p,
+            kind=common_pb2.AGREEMENT_KIND_REFERRAL,
+            effective_from=ago(days=1),
+            effective_to=ago(days=2),
+            confidentiality=True,
+            permitted_purposes=[common_pb2.PURPOSE_MARKETING],
+            permitted_data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+            document_sha256="ab" * 32,
+        ),
+        "effective_to",
+    ),
+    (
+        "TerminateAgreement",
+        lambda c, p, a: P.TerminateAgreementRequest(
+            partner_id=p, agreement_id=NOT_A_UUID, reason="ended"
+        ),
+        "agreement_id",
+    ),
+    (
+        "TerminateAgreement",
+        lambda c, p, a: P.TerminateAgreementRequest(partner_id=p, agreement_id=a),
+        "reason",
+    ),
+    (
+        "ActivatePartner",
+        lambda c, p, a: P.ActivatePartnerRequest(partner_id=NOT_A_UUID),
+        "partner_id",
+    ),
+    ("SuspendPartner", lambda c, p, a: P.SuspendPartnerRequest(partner_id=p), "reason"),
+    ("ReinstatePartner", lambda c, p, a: P.ReinstatePartnerRequest(partner_id=p), "reason"),
+    ("TerminatePartner", lambda c, p, a: P.TerminatePartnerRequest(partner_id=p), "reason"),
+    (
+        "ReviewPartnerPerformance",
+        lambda c, p, a: P.ReviewPartnerPerformanceRequest(
+            partner_id=p,
+            period="2025-13",
+            revenue=common_pb2.Money(amount="10", currency="CNY"),
+            satisfaction="8",
+        ),
+        "period",
+    ),
+    (
+        "ReviewPartnerPerformance",
+        lambda c, p, a: P.ReviewPartnerPerformanceRequest(
+            partner_id=p,
+            period="2025-Q1",
+            revenue=common_pb2.Money(amount="10", currency="CNY"),
+            satisfaction="11",
+        ),
+        "satisfaction",
+    ),
+    (
+        "ReviewPartnerPerformance",
+        lambda c, p, a: P.ReviewPartnerPerformanceRequest(
+            partner_id=p,
+            period="2025-Q1",
+            revenue=common_pb2.Money(amount="ten", currency="CNY"),
+            satisfaction="8",
+        ),
+        "revenue",
+    ),
+    (
+        "ChangePartnerTier",
+        lambda c, p, a: P.ChangePartnerTierRequest(partner_id=p, reason="growth"),
+        "to_tier",
+    ),
+    (
+        "LinkCustomer",
+        lambda c, p, a: P.LinkCustomerRequest(
+            partner_id=p, customer_id=NOT_A_UUID, role=common_pb2.LINK_ROLE_RESALE
+        ),
+        "customer_id",
+    ),
+    ("LinkCustomer", lambda c, p, a: P.LinkCustomerRequest(partner_id=p, customer_id=c), "role"),
+    ("UnlinkCustomer", lambda c, p, a: P.UnlinkCustomerRequest(partner_id=p), "customer_id"),
+]
+
+
+def _stub_method(client: Client, rpc: str) -> Callable[..., Any]:
+    stub = client.customers if hasattr(client.customers, rpc) else client.partners
+    method: Callable[..., Any] = getattr(stub, rpc)
+    return method
+
+
+def test_every_mutating_rpc_is_covered_by_the_table() -> None:
+    mutating = {
+        m.name
+        for module in (customer_pb2, partner_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for m in service.methods
+        if not m.name.startswith("Get")
+    }
+    assert mutating == {rpc for rpc, _, _ in CASES}
+
+
+@pytest.fixture(scope="module")
+def targets(served: Served) -> tuple[str, str, str]:
+    """A real customer, partner and agreement for the requests to aim at."""
+    client = served.client("writer")
+    partner_id, agreement_id = active_partner(client)
+    customer_id = register_customer(client).customer_id
+    return customer_id, partner_id, agreement_id
+
+
+def test_invalid_requests_name_the_field_and_record_nothing(
+    served: Served, targets: tuple[str, str, str]
+) -> None:
+    client = served.client("writer")
+    before = stored_event_count(served.store)
+    for rpc, build, field in CASES:
+        request = build(*targets)
+        method = _stub_method(client, rpc)
+        error = rpc_error(lambda: method(request, timeout=15), (rpc, field))  # noqa: B023
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc, field, error.details())
+        violations = field_violations(error)
+        assert field in violations, (rpc, field, violations)
+        assert violations[field], "a violation says what is wrong"
+    assert stored_event_count(served.store) == before
+
+
+def test_violations_never_echo_the_input(served: Served, targets: tuple[str, str, str]) -> None:
+    customer_id, _, _ = targets
+    secret = "zhao.secret@example"  # not an email: refused, and must not be repeated back
+    error = rpc_error(
+        lambda: served.client("writer").customers.AddContact(
+            C.AddContactRequest(
+                customer_id=customer_id,
+                name="Zhao Secret",
+                email=secret,
+                layer=common_pb2.CONTACT_LAYER_DECISION,
+                function=common_pb2.CONTACT_FUNCTION_FINANCE,
+            ),
+            timeout=15,
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert secret not in (error.details() or "")
+    assert "Zhao Secret" not in str(field_violations(error))
+    assert not any(secret in line for line in served.log_lines())
