@@ -85,6 +85,7 @@ class Served:
     store: StoreConfig
     tokens: dict[str, str]
     stderr_path: Path
+    tokens_file: Path | None
     _clients: list[Client] = field(default_factory=list)
 
     @property
@@ -131,6 +132,7 @@ def serve(
     workdir.mkdir(parents=True, exist_ok=True)
     issued: dict[str, str] = {}
     extra = list(args)
+    tokens_file: Path | None = None
     if tokens:
         tokens_file = workdir / "tokens.toml"
         issued = write_tokens(tokens_file)
@@ -165,7 +167,7 @@ def serve(
         process.kill()
         raise RuntimeError(f"server did not start: {banner!r}\n{stderr_path.read_text()}")
     port = int(banner.split("127.0.0.1:")[1].split(" ")[0])
-    return Served(process, port, store, issued, stderr_path)
+    return Served(process, port, store, issued, stderr_path, tokens_file)
 
 
 def rpc_error(call: Callable[[], Any], what: object = "") -> grpc.RpcError:

@@ -1,0 +1,116 @@
+"""Recorded events -> the audit ``Event`` message (ReadEvents, GetAggregateHistory).
+
+Events are decoded with their personal fields as sealed references (the
+mapper's ``references`` mode), never opened: a stream for a caller who may
+not see personal data therefore never decrypts anything. Such a caller gets
+``[redacted]``, or ``[erased]`` once the customer's data key is destroyed,
+which only takes knowing the key is gone, not the key. Only for a caller who
+sees personal data is each reference revealed, through the vault (which
+itself yields ``[erased]`` after erasure).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from adapters.grpc.generated.accord.v1 import audit_pb2
+from adapters.grpc.state import REDACTED
+from adapters.grpc.translate import timestamp_out
+from application.mapper import EventMapper
+from application.personal_data import PersonalDataVault, is_reference
+from domain.events import DomainEvent
+from domain.personal import ERASED, personal_fields
+from projections.store import Doc
+
+ENVELOPE = frozenset(
+    {"originator_id", "originator_version", "timestamp", "actor", "request_id", "correlation_id"}
+)
+"""Fields every event has, which the message carries as its own fields, not in the payload."""
+
+
+@cache
+def _personal(event_class: type[DomainEvent]) -> frozenset[str]:
+    return personal_fields(event_class)
+
+
+class Disclosure:
+    """How personal fields read for one caller, within one batch.
+
+    Whether a customer is erased is asked of the key store at most once per
+    batch and customer, so a long follow still sees an erasure promptly.
+    """
+
+    def __init__(self, vault: PersonalDataVault, *, show: bool) -> None:
+        self.vault = vault
+        self.show = show
+        self._erased: dict[UUID, bool] = {}
+
+    def _is_erased(self, customer_id: UUID) -> bool:
+        if customer_id not in self._erased:
+            key = self.vault.store.get_data_key(customer_id)
+            self._erased[customer_id] = key is not None and key.wrapped is None
+        return self._erased[customer_id]
+
+    def value(self, customer_id: UUID, value: Any) -> Any:
+        if value is None or value == "" or value == ERASED:
+            return value  # nothing personal to protect
+        if is_reference(value):
+            if self.show:
+                return self.vault.reveal(value)
+            return ERASED if self._is_erased(customer_id) else REDACTED
+        # Not sealed (a value stored before sealing, or never sealable): same rule by role.
+        return value if self.show else REDACTED
+
+
+class EventTranslator:
+    """Decodes stored events without opening personal data, and builds their messages."""
+
+    def __init__(self, vault: PersonalDataVault) -> None:
+        self.vault = vault
+        self.mapper = EventMapper(vault, references=True)
+
+    def disclosure(self, *, show_personal: bool) -> Disclosure:
+        return Disclosure(self.vault, show=show_personal)
+
+    def decode(self, stored: StoredEvent) -> DomainEvent:
+        event = self.mapper.to_domain_event(stored)
+        assert isinstance(event, DomainEvent)
+        return event
+
+    @staticmethod
+    def payload(event: DomainEvent, disclosure: Disclosure) -> str:
+        """The event's own fields as JSON: snake_case, RFC 3339 times, enums by name."""
+        body = event.model_dump(mode="json", exclude=set(ENVELOPE))
+        for field in _personal(type(event)) & body.keys():
+            body[field] = disclosure.value(event.originator_id, body[field])
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    def message(
+        self, stored: StoredEvent, position: int, trail: Doc, disclosure: Disclosure
+    ) -> audit_pb2.Event:
+        """``trail``: the audit trail's entry at ``position`` (its chain hash and summary)."""
+        event = self.decode(stored)
+        if trail["position"] != position or trail["version"] != event.originator_version:
+            raise RuntimeError(
+                f"the audit trail's entry at {trail['position']} does not match the log "
+                f"at {position}"
+            )
+        return audit_pb2.Event(
+            position=position,
+            aggregate_id=str(event.originator_id),
+            aggregate_type=event.aggregate_type,
+            version=event.originator_version,
+            type=event.topic,
+            recorded_at=timestamp_out(event.timestamp),
+            actor=event.actor,
+            request_id=event.request_id,
+            correlation_id=event.correlation_id,
+            payload=self.payload(event, disclosure),
+            hash=trail["hash"],
+            summary=trail["summary"],
+        )

@@ -1,0 +1,390 @@
+"""AuditService: the log, replays and the hash chain, for auditors and followers.
+
+Events are served only up to the audit trail's position, so every one of
+them carries its chain hash. A batch costs one read of the log (with the
+type filters pushed into it) and one read of the trail, so memory is bounded
+by the batch size however long the log. Following waits for the trail in
+short, bounded steps, so a stream notices within a second that its client
+went away or its deadline is near, and sends a heartbeat when idle.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+
+from adapters.grpc.errors import RpcError, invalid
+from adapters.grpc.events import EventTranslator
+from adapters.grpc.generated.accord.v1 import audit_pb2, audit_pb2_grpc
+from adapters.grpc.interceptor import current_call
+from adapters.grpc.services.reads import await_log, log_position, read_wait
+from adapters.grpc.state import customer_message, partner_message
+from adapters.grpc.translate import timestamp_in, uuid_in
+from application.errors import FieldViolation, NotFoundError
+from application.service import Accord
+from domain.events import DomainEvent
+from projections import audit_trail
+from projections.read_models import NotCaughtUpError, ReadModels
+from projections.store import Doc
+
+DEFAULT_BATCH = 500
+MAX_BATCH = 5000
+HEARTBEAT_SECONDS = 5.0
+"""An idle follower gets an empty, caught-up batch this often, so it knows the stream is alive."""
+POLL_SECONDS = 1.0
+"""A follower waits for the trail at most this long at a time before checking on its client."""
+DEADLINE_MARGIN = 0.5
+"""A follow ends (OK) this long before the call's deadline rather than fail DEADLINE_EXCEEDED."""
+
+_HASH = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _batch_size(requested: int, violations: list[FieldViolation]) -> int:
+    if requested < 0:
+        violations.append(FieldViolation("batch_size", "must not be negative"))
+    return min(requested or DEFAULT_BATCH, MAX_BATCH)
+
+
+def _not_negative(field: str, value: int, violations: list[FieldViolation]) -> None:
+    if value < 0:
+        violations.append(FieldViolation(field, "must not be negative"))
+
+
+def _check(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise RpcError(invalid(violations))
+
+
+def _optional_uuid(field: str, value: str, violations: list[FieldViolation]) -> UUID | None:
+    try:
+        return uuid_in(field, value, required=False)
+    except RpcError:
+        violations.append(FieldViolation(field, "must be a UUID"))
+        return None
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """What a ReadEvents request asks for, validated."""
+
+    aggregate_id: UUID | None
+    aggregate_type: str | None
+    types: frozenset[str] | None
+    """Event types that may pass (None: all); an empty set matches nothing."""
+    batch_size: int
+
+    @classmethod
+    def of(cls, request: audit_pb2.ReadEventsRequest) -> _Filter:
+        violations: list[FieldViolation] = []
+        _not_negative("from_position", request.from_position, violations)
+        _not_negative("min_position", request.min_position, violations)
+        size = _batch_size(request.batch_size, violations)
+        aggregate_id = _optional_uuid("aggregate_id", request.aggregate_id, violations)
+        registry = DomainEvent.registry
+        aggregate_types = {c.aggregate_type for c in registry.values()}
+        aggregate_type = request.aggregate_type or None
+        if aggregate_type is not None and aggregate_type not in aggregate_types:
+            violations.append(
+                FieldViolation(
+                    "aggregate_type", f"must be one of {', '.join(sorted(aggregate_types))}"
+                )
+            )
+        for index, name in enumerate(request.types):
+            if name not in registry:
+                violations.append(FieldViolation(f"types[{index}]", "not a known event type"))
+        _check(violations)
+        types = frozenset(request.types) or None
+        if aggregate_type is not None:
+            of_type = frozenset(
+                t for t, c in registry.items() if c.aggregate_type == aggregate_type
+            )
+            types = of_type if types is None else types & of_type
+        return cls(aggregate_id, aggregate_type, types, size)
+
+    def passes(self, doc: Doc) -> bool:
+        return self.types is None or doc["type"] in self.types
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, accord: Accord, read_models: ReadModels) -> None:
+        self.accord = accord
+        self.log = accord.log
+        self.read_models = read_models
+        self.translator = EventTranslator(accord.log.vault)
+
+    # -------------------------------------------------------------- the trail
+
+    def _await_trail(self, position: int) -> None:
+        """Wait (bounded by the deadline) until the audit trail has applied ``position``."""
+        runner = self.read_models.runner
+        if position and not runner.wait_for(audit_trail.NAME, position, read_wait()):
+            raise NotCaughtUpError(
+                audit_trail.NAME, position, runner.active_position(audit_trail.NAME)
+            )
+
+    def _trail_head(self) -> int:
+        return self.read_models.runner.active_position(audit_trail.NAME)
+
+    def _trail_entries(self, positions: Sequence[int]) -> dict[int, Doc]:
+        """The trail's entries at ``positions`` (ascending), in one scan when they are dense.
+
+        When a type filter leaves them sparse, one lookup each instead, so a rare
+        type in a long log never reads more than the batch's own entries.
+        """
+        if not positions:
+            return {}
+        span = positions[-1] - positions[0] + 1
+        with self.read_models.read(audit_trail.NAME) as reader:
+            if span <= 2 * len(positions):
+                found = audit_trail.events(reader, after=positions[0] - 1, limit=span)
+                entries = {doc["position"]: doc for doc in found}
+            else:
+                entries = {}
+                for position in positions:
+                    for doc in audit_trail.events(reader, after=position - 1, limit=1):
+                        entries[doc["position"]] = doc
+        missing = [p for p in positions if p not in entries]
+        if missing:
+            raise RuntimeError(f"the audit trail has no entry at position {missing[0]}")
+        return entries
+
+    # ------------------------------------------------------------- ReadEvents
+
+    def ReadEvents(
+        self, request: audit_pb2.ReadEventsRequest, _: Any
+    ) -> Iterator[audit_pb2.ReadEventsResponse]:
+        """Catch up batch by batch; then, if following, until the client leaves or time is up.
+
+        Ending just before the deadline lets a follower see a clean end of stream (OK)
+        and resume from the last batch's position, instead of a DEADLINE_EXCEEDED.
+        """
+        wanted = _Filter.of(request)
+        call = current_call()
+        self._await_trail(request.min_position)
+        after = max(request.from_position, 1) - 1
+        while True:
+            batch = self._events_batch(wanted, after, call.sees_personal_data)
+            after = batch.position
+            yield batch
+            if batch.caught_up or not call.context.is_active():
+                break
+        if not request.follow:
+            return
+        last_sent = time.monotonic()
+        while call.context.is_active():
+            remaining = call.time_left(float("inf"))
+            if remaining <= DEADLINE_MARGIN:
+                return
+            wait = min(POLL_SECONDS, remaining - DEADLINE_MARGIN)
+            if self.read_models.runner.wait_for(audit_trail.NAME, after + 1, wait):
+                batch = self._events_batch(wanted, after, call.sees_personal_data)
+                after = batch.position
+            else:
+                batch = audit_pb2.ReadEventsResponse(position=after, caught_up=True)
+            if batch.events or time.monotonic() - last_sent >= HEARTBEAT_SECONDS:
+                yield batch
+                last_sent = time.monotonic()
+
+    def _events_batch(
+        self, wanted: _Filter, after: int, show_personal: bool
+    ) -> audit_pb2.ReadEventsResponse:
+        """The next batch after position ``after`` (the last one examined so far)."""
+        if wanted.aggregate_id is not None:
+            return self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
+        head = self._trail_head()
+        notifications: Sequence[Notification] = []
+        if wanted.types != frozenset() and after < head:
+            notifications = self.log.recorder.select_notifications(
+                start=after + 1,
+                limit=wanted.batch_size,
+                stop=head,
+                topics=sorted(wanted.types or ()),
+            )
+        full = len(notifications) == wanted.batch_size
+        examined = notifications[-1].id if full else max(head, after)
+        entries = self._trail_entries([n.id for n in notifications])
+        disclosure = self.translator.disclosure(show_personal=show_personal)
+        return audit_pb2.ReadEventsResponse(
+            events=[
+                self.translator.message(n, n.id, entries[n.id], disclosure) for n in notifications
+            ],
+            position=examined,
+            caught_up=examined >= head,
+        )
+
+    def _aggregate_batch(
+        self, wanted: _Filter, aggregate_id: UUID, after: int, show_personal: bool
+    ) -> audit_pb2.ReadEventsResponse:
+        """One aggregate's events, found through the trail's index by aggregate."""
+        with self.read_models.read(audit_trail.NAME) as reader:
+            head = reader.position
+            entries = list(
+                audit_trail.events(
+                    reader, after=after, limit=wanted.batch_size, aggregate_id=str(aggregate_id)
+                )
+            )
+        full = len(entries) == wanted.batch_size
+        examined = entries[-1]["position"] if full else max(head, after)
+        chosen = [e for e in entries if wanted.passes(e)]
+        events: list[audit_pb2.Event] = []
+        if chosen:
+            stored = self.log.recorder.select_events(
+                aggregate_id, gt=chosen[0]["version"] - 1, lte=chosen[-1]["version"]
+            )
+            by_version = {s.originator_version: s for s in stored}
+            disclosure = self.translator.disclosure(show_personal=show_personal)
+            events = [
+                self.translator.message(by_version[e["version"]], e["position"], e, disclosure)
+                for e in chosen
+            ]
+        return audit_pb2.ReadEventsResponse(
+            events=events, position=examined, caught_up=examined >= head
+        )
+
+    # ---------------------------------------------------- GetAggregateHistory
+
+    def GetAggregateHistory(
+        self, request: audit_pb2.GetAggregateHistoryRequest, _: Any
+    ) -> Iterator[audit_pb2.GetAggregateHistoryResponse]:
+        violations: list[FieldViolation] = []
+        aggregate_id = _optional_uuid("aggregate_id", request.aggregate_id, violations)
+        if not request.aggregate_id:
+            violations.append(FieldViolation("aggregate_id", "required"))
+        _not_negative("from_version", request.from_version, violations)
+        _not_negative("min_position", request.min_position, violations)
+        size = _batch_size(request.batch_size, violations)
+        to_version = request.to_version if request.HasField("to_version") else None
+        if to_version is not None and to_version < max(request.from_version, 1):
+            violations.append(FieldViolation("to_version", "must be at least from_version (and 1)"))
+        _check(violations)
+        assert aggregate_id is not None
+        await_log(self.log, request.min_position)
+        positions = self.log.journal.positions(aggregate_id)
+        if not positions:
+            raise NotFoundError("aggregate", aggregate_id)
+        first = max(request.from_version, 1)
+        last = max(positions) if to_version is None else to_version
+        versions = [v for v in sorted(positions) if first <= v <= last]
+        if not versions:
+            return
+        self._await_trail(positions[versions[-1]])
+        show = current_call().sees_personal_data
+        for start in range(0, len(versions), size):
+            chunk = versions[start : start + size]
+            stored = self.log.recorder.select_events(aggregate_id, gt=chunk[0] - 1, lte=chunk[-1])
+            with self.read_models.read(audit_trail.NAME) as reader:
+                entries = {
+                    doc["version"]: doc
+                    for doc in audit_trail.events(
+                        reader,
+                        after=positions[chunk[0]] - 1,
+                        limit=len(chunk),
+                        aggregate_id=str(aggregate_id),
+                    )
+                }
+            disclosure = self.translator.disclosure(show_personal=show)
+            yield audit_pb2.GetAggregateHistoryResponse(
+                events=[
+                    self.translator.message(
+                        s,
+                        positions[s.originator_version],
+                        entries[s.originator_version],
+                        disclosure,
+                    )
+                    for s in stored
+                ]
+            )
+
+    # --------------------------------------------------------- GetAggregateAt
+
+    def GetAggregateAt(
+        self, request: audit_pb2.GetAggregateAtRequest, _: Any
+    ) -> audit_pb2.GetAggregateAtResponse:
+        violations: list[FieldViolation] = []
+        aggregate_id = _optional_uuid("aggregate_id", request.aggregate_id, violations)
+        if not request.aggregate_id:
+            violations.append(FieldViolation("aggregate_id", "required"))
+        _not_negative("min_position", request.min_position, violations)
+        if request.HasField("as_of_version") and request.HasField("as_of_time"):
+            violations.append(
+                FieldViolation("as_of_version", "give as_of_version or as_of_time, not both")
+            )
+        _check(violations)
+        assert aggregate_id is not None
+        await_log(self.log, request.min_position)
+        aggregate_type = self._aggregate_type(aggregate_id)
+        as_of_time = timestamp_in(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of_version = request.as_of_version if request.HasField("as_of_version") else None
+        at = as_of_time or self.accord.clock.now()
+        base_currency = self.accord.settings.base_currency
+        positions = self.log.journal.positions(aggregate_id)
+        queries = self.accord.queries
+        if aggregate_type == "customer":
+            customer = queries.customer(
+                aggregate_id, as_of_version=as_of_version, as_of_time=as_of_time
+            )
+            return audit_pb2.GetAggregateAtResponse(
+                customer=customer_message(
+                    customer,
+                    positions=positions,
+                    at=at,
+                    base_currency=base_currency,
+                    show_personal=current_call().sees_personal_data,
+                ),
+                aggregate_type=aggregate_type,
+                version=customer.version,
+                position=positions.get(customer.version, 0),
+            )
+        partner = queries.partner(aggregate_id, as_of_version=as_of_version, as_of_time=as_of_time)
+        return audit_pb2.GetAggregateAtResponse(
+            partner=partner_message(partner, at=at, base_currency=base_currency),
+            aggregate_type=aggregate_type,
+            version=partner.version,
+            position=positions.get(partner.version, 0),
+        )
+
+    def _aggregate_type(self, aggregate_id: UUID) -> str:
+        """From the creating event's topic: no need to load (or decrypt) anything to know it."""
+        created = self.log.recorder.select_events(aggregate_id, limit=1)
+        if not created:
+            raise NotFoundError("aggregate", aggregate_id)
+        return DomainEvent.for_topic(created[0].topic).aggregate_type
+
+    # ------------------------------------------------------ digest and verify
+
+    def GetDigest(self, request: audit_pb2.GetDigestRequest, _: Any) -> audit_pb2.GetDigestResponse:
+        violations: list[FieldViolation] = []
+        _not_negative("min_position", request.min_position, violations)
+        _check(violations)
+        with self.read_models.read(
+            audit_trail.NAME, min_position=request.min_position, timeout=read_wait()
+        ) as reader:
+            position, digest = audit_trail.digest(reader)
+        return audit_pb2.GetDigestResponse(position=position, hash=digest)
+
+    def VerifyLog(self, request: audit_pb2.VerifyLogRequest, _: Any) -> audit_pb2.VerifyLogResponse:
+        violations: list[FieldViolation] = []
+        if request.position < 1:
+            violations.append(FieldViolation("position", "must be at least 1"))
+        if not _HASH.fullmatch(request.hash):
+            violations.append(FieldViolation("hash", "must be 64 hex digits"))
+        _check(violations)
+        # The recorded hashes name the first mismatch, so the trail must have reached the
+        # digest's position (or the log's end, for a digest beyond it: that only fails to verify).
+        self._await_trail(min(request.position, log_position(self.log)))
+        with self.read_models.read(audit_trail.NAME) as reader:
+            result = audit_trail.verify(
+                self.log.recorder, reader, request.position, request.hash.lower()
+            )
+        response = audit_pb2.VerifyLogResponse(
+            ok=result.ok, position=result.position, hash=result.hash
+        )
+        if result.first_mismatch_position is not None:
+            response.first_mismatch_position = result.first_mismatch_position
+        return response
