@@ -7,6 +7,7 @@ the application); this module owns what every Accord server has in common.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Requests and responses above this are refused with RESOURCE_EXHAUSTED."""
 
 Register = Callable[[grpc.Server], None]
+
+stopping = threading.Event()
+"""Set when the server begins a graceful stop: long-lived streams end at once, cleanly."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class RunningServer:
     def stop(self, grace: float) -> None:
         """Refuse new calls, let the ones in flight finish (up to ``grace`` seconds)."""
         self.health.enter_graceful_shutdown()
+        stopping.set()
         self.server.stop(grace).wait()
 
 

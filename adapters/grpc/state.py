@@ -13,6 +13,7 @@ from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_
 from adapters.grpc.translate import enum_out, money_out, timestamp_out
 from domain.customer import Contact, Customer
 from domain.partner import Partner
+from domain.personal import ERASED
 from domain.sharing import Consent, ShareReason
 
 REDACTED = "[redacted]"
@@ -26,7 +27,8 @@ _CONSENT_STATUS = {
 
 
 def _personal(value: str, show: bool) -> str:
-    return value if show else REDACTED
+    """Erased reads as erased for everyone; otherwise shown only to roles that see it."""
+    return value if show or value == ERASED else REDACTED
 
 
 def _layer_rank(contact: Contact) -> tuple[int, int, int, str]:

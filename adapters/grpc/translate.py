@@ -80,6 +80,14 @@ def timestamp_in(value: Timestamp) -> datetime:
     return value.ToDatetime(tzinfo=UTC)
 
 
+def instant_in(field: str, value: Timestamp) -> datetime:
+    """A request Timestamp as an aware datetime; out of the Timestamp range is a bad field."""
+    try:
+        return timestamp_in(value)
+    except (ValueError, OverflowError):
+        raise RpcError(invalid_field(field, "not a valid timestamp")) from None
+
+
 def timestamp_out(value: datetime | str | None) -> Timestamp | None:
     if value is None:
         return None
@@ -126,7 +134,10 @@ def _value(field: Any, value: Any) -> Any:
         return enum_in(field.enum_type, value) if value else None
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         if _is_message(field, _TIMESTAMP):
-            return timestamp_in(value)
+            try:
+                return timestamp_in(value)
+            except (ValueError, OverflowError):
+                raise InvalidCommandError.single(field.name, "not a valid timestamp") from None
         return fields_of(value)
     if field.type == FieldDescriptor.TYPE_BYTES:
         return base64.b64encode(value).decode()
@@ -170,9 +181,7 @@ def command(message: Message, command_class: type[C], **extra: Any) -> C:
         return command_class.model_validate(data)
     except ValidationError as error:
         invalid = InvalidCommandError.from_validation(error)
-        raise InvalidCommandError(
-            [_named(v, command_class) for v in invalid.violations]
-        ) from None
+        raise InvalidCommandError([_named(v, command_class) for v in invalid.violations]) from None
 
 
 def _named(violation: FieldViolation, command_class: type[BaseModel]) -> FieldViolation:

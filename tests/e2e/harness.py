@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +19,10 @@ from typing import Any
 
 import grpc
 import psycopg
+from grpc_status import rpc_status
 from psycopg import sql
 
+from adapters.grpc.errors import error_details_pb2
 from adapters.grpc.generated.accord.v1 import (
     audit_pb2_grpc,
     compliance_pb2_grpc,
@@ -198,3 +200,29 @@ def stored_event_count(store: StoreConfig) -> int:
         row = conn.execute(query).fetchone()
         assert row is not None
         return int(row[0])
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """INVALID_ARGUMENT's google.rpc.BadRequest, as field -> description."""
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert isinstance(error, grpc.Call)
+    status = rpc_status.from_call(error)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            return {v.field: v.description for v in bad_request.field_violations}
+    raise AssertionError(f"no BadRequest detail in {status}")
+
+
+def pages(fetch: Callable[[str], Any]) -> Iterator[Any]:
+    """Every page of a listing, following next_page_token until it is empty."""
+    token = ""
+    for _ in range(100):
+        response = fetch(token)
+        yield response
+        token = response.next_page_token
+        if not token:
+            return
+    raise AssertionError("paging did not end")

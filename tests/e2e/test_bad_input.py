@@ -12,11 +12,9 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_status import rpc_status
 
-from adapters.grpc.errors import error_details_pb2
 from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_pb2
-from tests.e2e.harness import Client, Served, rpc_error, stored_event_count
+from tests.e2e.harness import Client, Served, field_violations, rpc_error, stored_event_count
 from tests.e2e.wire import active_partner, ago, register_customer
 
 C = customer_pb2
@@ -25,17 +23,6 @@ CAPTURE = common_pb2.ConsentCapture(
     method="WEB_FORM", source="portal", evidence_ref="doc-1", notice_version="v3"
 )
 NOT_A_UUID = "customer-42"
-
-
-def field_violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, "no rich status details"
-    found: dict[str, str] = {}
-    for detail in status.details:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            found.update({v.field: v.description for v in bad_request.field_violations})
-    return found
 
 
 # (rpc, request factory given (customer_id, partner_id, agreement_id), field named)

@@ -286,6 +286,8 @@ def test_an_auditor_reads_state_without_personal_data_and_erasure_reaches_everyo
     assert erased.erased
     assert erased.display_name == "[erased]"
     assert erased.contacts[0].email == "[erased]"
+    as_auditor = served.client("auditor").customers.GetCustomer(request, timeout=TIMEOUT)
+    assert as_auditor.customer.display_name == "[erased]"
 
 
 def test_the_correlation_id_is_returned_and_logged_with_the_call(served: Served) -> None:

@@ -19,13 +19,14 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
+from adapters.grpc import server
 from adapters.grpc.errors import RpcError, invalid
 from adapters.grpc.events import EventTranslator
 from adapters.grpc.generated.accord.v1 import audit_pb2, audit_pb2_grpc
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log, log_position, read_wait
 from adapters.grpc.state import customer_message, partner_message
-from adapters.grpc.translate import timestamp_in, uuid_in
+from adapters.grpc.translate import instant_in, uuid_in
 from application.errors import FieldViolation, NotFoundError
 from application.service import Accord
 from domain.events import DomainEvent
@@ -177,7 +178,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if not request.follow:
             return
         last_sent = time.monotonic()
-        while call.context.is_active():
+        while call.context.is_active() and not server.stopping.is_set():
             remaining = call.time_left(float("inf"))
             if remaining <= DEADLINE_MARGIN:
                 return
@@ -319,7 +320,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         assert aggregate_id is not None
         await_log(self.log, request.min_position)
         aggregate_type = self._aggregate_type(aggregate_id)
-        as_of_time = timestamp_in(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of_time = (
+            instant_in("as_of_time", request.as_of_time) if request.HasField("as_of_time") else None
+        )
         as_of_version = request.as_of_version if request.HasField("as_of_version") else None
         at = as_of_time or self.accord.clock.now()
         base_currency = self.accord.settings.base_currency

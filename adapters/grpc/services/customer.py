@@ -12,8 +12,8 @@ from adapters.grpc.translate import (
     command,
     command_response,
     enum_out,
+    instant_in,
     required_uuid,
-    timestamp_in,
 )
 from application import commands
 from application.service import Accord
@@ -118,7 +118,9 @@ class CustomerServicer(customer_pb2_grpc.CustomerServiceServicer):
     ) -> customer_pb2.GetCustomerResponse:
         customer_id = required_uuid("customer_id", request.customer_id)
         await_log(self.accord.log, request.min_position)
-        as_of_time = timestamp_in(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of_time = (
+            instant_in("as_of_time", request.as_of_time) if request.HasField("as_of_time") else None
+        )
         customer = self.accord.queries.customer(
             customer_id,
             as_of_version=request.as_of_version if request.HasField("as_of_version") else None,

@@ -12,7 +12,7 @@ from adapters.grpc.generated.accord.v1 import partner_pb2, partner_pb2_grpc
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log
 from adapters.grpc.state import partner_message
-from adapters.grpc.translate import command, command_response, required_uuid, timestamp_in
+from adapters.grpc.translate import command, command_response, instant_in, required_uuid
 from application import commands
 from application.context import CallContext
 from application.results import CommandResult
@@ -160,7 +160,9 @@ class PartnerServicer(partner_pb2_grpc.PartnerServiceServicer):
     ) -> partner_pb2.GetPartnerResponse:
         partner_id = required_uuid("partner_id", request.partner_id)
         await_log(self.accord.log, request.min_position)
-        as_of_time = timestamp_in(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of_time = (
+            instant_in("as_of_time", request.as_of_time) if request.HasField("as_of_time") else None
+        )
         partner = self.accord.queries.partner(
             partner_id,
             as_of_version=request.as_of_version if request.HasField("as_of_version") else None,
