@@ -480,3 +480,25 @@ def test_violations_never_echo_the_input(served: Served, targets: tuple[str, str
     assert secret not in (error.details() or "")
     assert "Zhao Secret" not in str(field_violations(error))
     assert not any(secret in line for line in served.log_lines())
+
+
+def test_a_request_above_the_message_size_limit_is_refused_before_it_is_read(
+    served: Served, targets: tuple[str, str, str]
+) -> None:
+    customer_id, _, _ = targets
+    before = stored_event_count(served.store)
+    error = rpc_error(
+        lambda: served.client("writer").customers.RecordInteraction(
+            C.RecordInteractionRequest(
+                customer_id=customer_id,
+                kind=common_pb2.INTERACTION_KIND_CALL,
+                channel=common_pb2.CHANNEL_PHONE,
+                direction=common_pb2.DIRECTION_INBOUND,
+                occurred_at=ago(days=1),
+                summary="x" * (5 * 1024 * 1024),
+            ),
+            timeout=15,
+        )
+    )
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stored_event_count(served.store) == before
