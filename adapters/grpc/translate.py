@@ -131,7 +131,11 @@ def _is_message(field: Any, full_name: str) -> bool:
 def _value(field: Any, value: Any) -> Any:
     """``field``: a FieldDescriptor (the C implementation's type differs from the stubs')."""
     if field.type == FieldDescriptor.TYPE_ENUM:
-        return enum_in(field.enum_type, value) if value else None
+        if not value:
+            return None
+        known = enum_in(field.enum_type, value)
+        # A number the contract lacks must be refused, not read as "not given".
+        return known if known is not None else f"unknown value {value}"
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         if _is_message(field, _TIMESTAMP):
             try:

@@ -29,6 +29,19 @@ NOT_A_UUID = "customer-42"
 Case = tuple[str, Callable[[str, str, str], Any], str]
 
 CASES: list[Case] = [
+    (
+        "RegisterCustomer",
+        lambda c, p, a: C.RegisterCustomerRequest(
+            external_ref="X-0",
+            display_name="Li",
+            kind=common_pb2.CUSTOMER_KIND_PERSON,
+            industry="retail",
+            region="CN",
+            source="web",
+            size=99,  # type: ignore[arg-type]
+        ),
+        "size",
+    ),
     # ------------------------------------------------------------ customers
     (
         "RegisterCustomer",

@@ -130,3 +130,10 @@ def test_paging_says_where_to_continue_only_when_more_may_follow() -> None:
     assert paged(range(5), 2, str) == ([0, 1], "1")
     assert paged(range(2), 2, str) == ([0, 1], None)
     assert paged([], 2, str) == ([], None)
+
+
+def test_an_enum_number_the_contract_lacks_is_kept_so_the_command_refuses_it() -> None:
+    request = customer_pb2.RegisterCustomerRequest(size=99, kind=77)  # type: ignore[arg-type]
+    data = fields_of(request)
+    assert data["size"] == "unknown value 99"
+    assert data["kind"] == "unknown value 77"
