@@ -16,11 +16,13 @@ from types import FrameType
 
 import grpc
 
+from adapters import cli_log
 from adapters.grpc.interceptor import AccordInterceptor
 from adapters.grpc.server import ServerOptions, start_server
 from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
 from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
 from adapters.logging import configure_logging
+from adapters.metrics import Metrics, MetricsServer, start_metrics_server
 from adapters.store import StoreConfig, StoreConfigError, store_config
 from adapters.wiring import build_accord, build_read_models
 from application.errors import StoreUnavailableError
@@ -28,12 +30,15 @@ from application.personal_data import MasterKeyError
 from application.service import Accord
 from projections import audit_trail
 from projections.catalog import all_projections
+from projections.read_models import ReadModels
 from projections.runner import Progress
 
 
-def _open(args: argparse.Namespace) -> tuple[StoreConfig, Accord]:
+def _open(
+    args: argparse.Namespace, *, metrics: Metrics | None = None
+) -> tuple[StoreConfig, Accord]:
     config = store_config(args.database_url)
-    return config, build_accord(config)
+    return config, build_accord(config, observer=metrics.commands if metrics else None)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -99,12 +104,41 @@ def _authenticator(args: argparse.Namespace) -> Authenticator | None:
     return authenticator
 
 
+def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """Where to serve metrics; ``None`` (off) unless a port is given: nothing listens uninvited."""
+    port = args.metrics_port
+    if port is None:
+        given = os.environ.get("ACCORD_METRICS_PORT")
+        if not given:
+            return None
+        try:
+            port = int(given)
+        except ValueError:
+            raise ServeError(f"ACCORD_METRICS_PORT is not a port number: {given!r}") from None
+    return args.metrics_host or os.environ.get("ACCORD_METRICS_HOST") or "127.0.0.1", port
+
+
+def _export(
+    metrics: Metrics | None, at: tuple[str, int] | None, views: ReadModels, app: Accord
+) -> MetricsServer | None:
+    """Start the ``/metrics`` endpoint (before the gRPC port opens, so a busy port fails fast)."""
+    if at is None:
+        return None
+    metrics = metrics or Metrics()
+    metrics.watch(views, app.clock.now)
+    try:
+        return start_metrics_server(at[0], at[1], metrics.registry)
+    except OSError as error:
+        raise ServeError(f"cannot serve metrics on {at[0]}:{at[1]}: {error.strerror}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     host = args.host or os.environ.get("ACCORD_HOST") or "127.0.0.1"
     port = args.port if args.port is not None else int(os.environ.get("ACCORD_PORT", "50051"))
     try:
         authenticator = _authenticator(args)
         credentials = _credentials(args)
+        metrics_at = _metrics_address(args)
     except ServeError as error:
         print(f"accord: {error}", file=sys.stderr)
         return 2
@@ -124,16 +158,22 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    config, app = _open(args)
+    metrics = Metrics() if metrics_at else None
+    config, app = _open(args, metrics=metrics)
     with app:
         views = build_read_models(app, config)
+        try:
+            exporter = _export(metrics, metrics_at, views, app)
+        except ServeError as error:
+            print(f"accord: {error}", file=sys.stderr)
+            return 2
         if not args.no_projections:
             views.start()
         running = start_server(
             ServerOptions(host=host, port=port),
             registrations(app, views),
             SERVICE_NAMES,
-            interceptors=[AccordInterceptor(authenticator)],
+            interceptors=[AccordInterceptor(authenticator, metrics=metrics)],
             credentials=credentials,
         )
         security = (
@@ -151,10 +191,14 @@ def _serve(args: argparse.Namespace) -> int:
             f"{security}; {transport})",
             flush=True,
         )
+        if exporter is not None:  # after the banner: the first line says where gRPC listens
+            print(f"Accord metrics on {exporter.url}", flush=True)
         stop = _stop_on_signals()
         stop.wait()
         running.stop(ServerOptions().grace_seconds)
         views.stop()
+        if exporter is not None:
+            exporter.stop()
     print("Accord stopped", flush=True)
     return 0
 
@@ -178,6 +222,11 @@ def _tokens_add(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
+    try:
+        metrics_at = None if args.once else _metrics_address(args)
+    except ServeError as error:
+        print(f"accord: {error}", file=sys.stderr)
+        return 2
     config, app = _open(args)
     with app:
         views = build_read_models(app, config, batch_size=args.batch_size)
@@ -189,9 +238,18 @@ def _project(args: argparse.Namespace) -> int:
                 )
             )
             return 0
+        try:
+            exporter = _export(None, metrics_at, views, app)
+        except ServeError as error:
+            print(f"accord: {error}", file=sys.stderr)
+            return 2
         stop = _stop_on_signals()
         print(f"accord project: following {config.safe_url}", file=sys.stderr, flush=True)
+        if exporter is not None:
+            print(f"accord project: metrics on {exporter.url}", file=sys.stderr, flush=True)
         views.work(stop)
+        if exporter is not None:
+            exporter.stop()
     return 0
 
 
@@ -240,6 +298,11 @@ def _digest(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.export is not None:
+        return cli_log.verify_export_command(args)
+    if args.position is None or args.hash is None:
+        print("accord: verify needs --position and --hash (or --export FILE)", file=sys.stderr)
+        return 2
     config, app = _open(args)
     with app:
         views = build_read_models(app, config)
@@ -263,6 +326,19 @@ def _aware_datetime(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError("give a UTC offset, e.g. 2027-01-01T00:00:00+00:00")
     return moment
+
+
+def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (default $ACCORD_METRICS_PORT; "
+        "off when neither is given; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        help="address for the metrics endpoint (default $ACCORD_METRICS_HOST or 127.0.0.1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run the read models in this process (run `accord project` instead)",
     )
+    _metrics_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     tokens = commands.add_parser("tokens", help="manage bearer tokens")
@@ -323,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     project.add_argument("--once", action="store_true", help="catch up, then exit")
     project.add_argument("--batch-size", type=int, default=500)
+    _metrics_arguments(project)
     project.set_defaults(handler=_project)
 
     rebuild = commands.add_parser(
@@ -338,9 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser(
         "verify", help="check the log up to a digest given earlier (exit 1 if it changed)"
     )
-    verify.add_argument("--position", type=int, required=True)
-    verify.add_argument("--hash", required=True)
+    verify.add_argument("--position", type=int, help="the digest's position")
+    verify.add_argument("--hash", help="the digest's hash")
+    verify.add_argument(
+        "--export",
+        type=Path,
+        help="verify this export file offline instead of the store (the digest is optional)",
+    )
     verify.set_defaults(handler=_verify)
+    cli_log.register(commands)
     return parser
 
 

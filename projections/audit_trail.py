@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
@@ -29,7 +29,22 @@ def event_key(position: int) -> str:
     return f"{position:020d}"
 
 
-def canonical_bytes(notification: Notification) -> bytes:
+class Recorded(Protocol):
+    """What the chain reads of a recorded event (a notification, or an exported line)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def originator_id(self) -> Any: ...
+    @property
+    def originator_version(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def state(self) -> bytes: ...
+
+
+def canonical_bytes(notification: Recorded) -> bytes:
     header = (
         f"{notification.id}|{notification.originator_id}|"
         f"{notification.originator_version}|{notification.topic}|"
@@ -40,7 +55,7 @@ def canonical_bytes(notification: Notification) -> bytes:
     return header.encode() + body
 
 
-def chain(previous: str, notification: Notification) -> str:
+def chain(previous: str, notification: Recorded) -> str:
     return hashlib.sha256(bytes.fromhex(previous) + canonical_bytes(notification)).hexdigest()
 
 
