@@ -259,30 +259,42 @@ def _rebuild(args: argparse.Namespace) -> int:
     if args.name not in names:
         print(f"accord: no read model {args.name!r}; choose from {sorted(names)}", file=sys.stderr)
         return 2
-    with app:
+    with app, cli_log.interruptible() as stop:
         views = build_read_models(app, config, batch_size=args.batch_size)
         progress = Progress(args.name)
+        bar = cli_log.progress_bar(f"rebuild {args.name}")
+        bar.console.file = sys.stderr
         done = threading.Event()
 
         def report() -> None:
-            while not done.wait(1.0):
+            task = bar.add_task(args.name, total=None, rate="")
+            while not done.wait(0.5):
                 rate = progress.events / max(time.monotonic() - progress.started, 1e-9)
-                print(
-                    f"rebuilding {args.name}: {progress.position}/{progress.head} "
-                    f"({rate:,.0f} events/s)",
-                    file=sys.stderr,
-                    flush=True,
+                bar.update(
+                    task,
+                    total=progress.head or None,
+                    completed=progress.position,
+                    rate=f"{rate:,.0f} events/s",
                 )
 
         reporter = threading.Thread(target=report, daemon=True)
-        reporter.start()
-        try:
-            generation = views.runner.rebuild(args.name, progress)
-        finally:
-            done.set()
+        with bar:
+            reporter.start()
+            try:
+                generation = views.runner.rebuild(args.name, progress, stop)
+            finally:
+                done.set()
+                reporter.join()
         print(
             json.dumps({"name": args.name, "generation": generation, "position": progress.position})
         )
+    if generation is None:
+        print(
+            f"accord: rebuild of {args.name} paused at position {progress.position}; the serving "
+            "copy is untouched; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return cli_log.INTERRUPTED
     return 0
 
 

@@ -205,13 +205,19 @@ class ProjectionRunner:
 
     # --------------------------------------------------------------- rebuild
 
-    def rebuild(self, name: str, progress: Progress | None = None) -> int:
+    def rebuild(
+        self,
+        name: str,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> int | None:
         """Build the next generation from position 0, then make it the active one.
 
         The active generation keeps serving (and following) throughout; the
         switch happens in the same transaction as the batch that reaches the
-        head of the log. A rebuild interrupted part way resumes where it
-        stopped when run again.
+        head of the log. A rebuild interrupted part way (``stop`` set: it
+        returns None after the batch in hand) resumes where it stopped when run
+        again.
         """
         projection = self.projections[name]
         active, _ = self.ensure_started(projection)
@@ -222,6 +228,9 @@ class ProjectionRunner:
             position = 0
         progress = progress or Progress(name)
         while True:
+            if stop is not None and stop.is_set():
+                logger.info("projection_rebuild_paused", projection=name, position=position)
+                return None
             head = self.log.recorder.max_notification_id() or 0
             progress.head, progress.position = head, position
             notifications = self.log.recorder.select_notifications(

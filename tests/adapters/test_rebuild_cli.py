@@ -1,0 +1,84 @@
+"""`accord rebuild` stopped by SIGINT and run again ends where an uninterrupted rebuild does."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.store import StoreConfig
+from adapters.wiring import build_read_models
+from application.personal_data import MasterKey
+from tests.builders import bulk_purchases
+from tests.conftest import AccordFactory
+
+ROOT = Path(__file__).parents[2]
+NAME = "customer_summary"
+
+
+def _command(store: StoreConfig, key: MasterKey, *args: str) -> list[str]:
+    return [sys.executable, "-m", "adapters.cli", "--database-url", store.url, *args]
+
+
+def _env(key: MasterKey) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "ACCORD_MASTER_KEY": key.to_base64(),
+        "ACCORD_LOG_FORMAT": "json",
+    }
+
+
+def test_an_interrupted_rebuild_resumes_and_ends_equal_to_an_uninterrupted_one(
+    store: StoreConfig, make_accord: AccordFactory, master_key: MasterKey, tmp_path: Path
+) -> None:
+    app = make_accord()
+    bulk_purchases(app, customers=40, per_customer=30, now=datetime.now(UTC))
+    views = build_read_models(app, store)
+    views.runner.catch_up()
+    serving, _ = views.views.state(NAME) or (0, 0)
+
+    process = subprocess.Popen(
+        _command(store, master_key, "rebuild", NAME, "--batch-size", "5"),
+        cwd=tmp_path,
+        env=_env(master_key),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while (views.views.position(NAME, serving + 1) or 0) < 100:
+        assert process.poll() is None, "the rebuild ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "resume" in err
+    paused_at = views.views.position(NAME, serving + 1) or 0
+    head = app.log.recorder.max_notification_id() or 0
+    assert 0 < paused_at < head
+    assert views.views.state(NAME) == (serving, 1), "the serving copy stays in place"
+
+    resumed = subprocess.run(
+        _command(store, master_key, "rebuild", NAME, "--batch-size", "500"),
+        cwd=tmp_path,
+        env=_env(master_key),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    generation = json.loads(resumed.stdout)["generation"]
+    assert generation == serving + 1
+    after_resume = views.views.dump(NAME, generation)
+
+    again = views.runner.rebuild(NAME)
+    assert again is not None
+    assert again == generation + 1
+    assert views.views.dump(NAME, again) == after_resume
