@@ -260,3 +260,18 @@ def test_a_relationship_from_first_contact_to_erasure(served: Served) -> None:
     )
     assert verified.ok
     assert verified.hash == digest.hash
+
+    # ------------------------------------------- and the logs kept no secrets
+    personal = (
+        "Shanghai Precision Tools",
+        "Liu Wei",
+        "Zhou Min",
+        "liu@spt.example",
+        "zhou@spt.example",
+        "Order of CNC tooling",
+    )
+    lines = served.log_lines()
+    assert any('"event": "rpc"' in line for line in lines)
+    leaks = [line for line in lines for secret in personal if secret in line]
+    assert not leaks
+    assert not any(token in line for line in lines for token in served.tokens.values())
