@@ -14,6 +14,7 @@ from adapters.sqlite.recorder import AccordSQLiteRecorder
 from adapters.sqlite.views import SQLiteViewStore
 from adapters.store import StoreConfig, store_config
 from application.clock import Clock
+from application.observer import CommandObserver
 from application.personal_data import MasterKey
 from application.service import Accord
 from application.settings import Settings
@@ -37,10 +38,16 @@ def build_accord(
     settings: Settings | None = None,
     clock: Clock | None = None,
     master_key: MasterKey | None = None,
+    *,
+    observer: CommandObserver | None = None,
 ) -> Accord:
     config = config or store_config()
     return Accord(
-        config.env, master_key or load_master_key(config), settings or settings_from_env(), clock
+        config.env,
+        master_key or load_master_key(config),
+        settings or settings_from_env(),
+        clock,
+        observer=observer,
     )
 
 

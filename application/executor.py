@@ -28,6 +28,7 @@ from application.commands import AggregateCommand, Command
 from application.context import CallContext
 from application.errors import (
     AlreadyExistsError,
+    ApplicationError,
     ConcurrencyConflictError,
     IdempotencyKeyReusedError,
     NotFoundError,
@@ -36,8 +37,10 @@ from application.errors import (
 )
 from application.event_log import EventLog
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard, fingerprint
+from application.observer import CommandObserver, NoObserver
 from application.results import CommandResult
 from domain.aggregate import Aggregate, EventMeta
+from domain.errors import DomainError
 
 logger = structlog.get_logger(__name__)
 
@@ -59,9 +62,12 @@ Act = Callable[[A, EventMeta], "UUID | Effects | None"]
 
 
 class CommandExecutor:
-    def __init__(self, log: EventLog, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self, log: EventLog, *, max_attempts: int = 5, observer: CommandObserver | None = None
+    ) -> None:
         self.log = log
         self.max_attempts = max_attempts
+        self.observer: CommandObserver = observer or NoObserver()
 
     def create(
         self,
@@ -74,21 +80,12 @@ class CommandExecutor:
         claims: Sequence[Claim] = (),
     ) -> CommandResult:
         """Record the creation of a new aggregate (exactly once)."""
-        request_id, print_ = self._keys(command, ctx)
-        if (stored := self._stored(request_id)) is not None:
-            return self._replay(stored, print_)
-        if (taken := self._claimed(claims)) is not None:
-            raise AlreadyExistsError(kind, taken[0].key, taken[1])
-        meta = self._meta(request_id, ctx)
-        aggregate = build(meta)
-        try:
-            return self._save(aggregate, request_id, print_, Effects(), claims, command, kind)
-        except RecordConflictError:
-            if (stored := self._stored(request_id)) is not None:
-                return self._replay(stored, print_)
-            if (taken := self._claimed(claims)) is not None:
-                raise AlreadyExistsError(kind, taken[0].key, taken[1]) from None
-            raise AlreadyExistsError(kind, str(aggregate_id), aggregate_id) from None
+        return self._observed(
+            command,
+            lambda: self._create(
+                command, ctx, kind=kind, aggregate_id=aggregate_id, build=build, claims=claims
+            ),
+        )
 
     def update(
         self,
@@ -100,6 +97,70 @@ class CommandExecutor:
         act: Act[A],
     ) -> CommandResult:
         """Decide and record a change to an existing aggregate."""
+        return self._observed(
+            command,
+            lambda: self._update(command, ctx, kind=kind, aggregate_id=aggregate_id, act=act),
+        )
+
+    def _observed(self, command: Command, run: Callable[[], CommandResult]) -> CommandResult:
+        """Run a command and tell the observer how it ended (``recorded`` comes from ``_save``).
+
+        One place sees every way out of a command, so no outcome goes uncounted.
+        """
+        try:
+            result = run()
+        except DomainError as error:
+            self.observer.refused(command, error.reason.value)
+            raise
+        except StoreUnavailableError as error:
+            self.observer.failed(command, type(error).__name__)
+            raise
+        except ApplicationError as error:
+            self.observer.refused(command, type(error).__name__)
+            raise
+        except Exception as error:
+            self.observer.failed(command, type(error).__name__)
+            raise
+        if result.replayed:
+            self.observer.replayed(command)
+        return result
+
+    def _create(
+        self,
+        command: Command,
+        ctx: CallContext,
+        *,
+        kind: str,
+        aggregate_id: UUID,
+        build: Build,
+        claims: Sequence[Claim],
+    ) -> CommandResult:
+        request_id, print_ = self._keys(command, ctx)
+        if (stored := self._stored(request_id)) is not None:
+            return self._replay(stored, print_)
+        if (taken := self._claimed(claims)) is not None:
+            raise AlreadyExistsError(kind, taken[0].key, taken[1])
+        meta = self._meta(request_id, ctx)
+        aggregate = build(meta)
+        try:
+            return self._save(aggregate, request_id, print_, Effects(), claims, command, kind)
+        except RecordConflictError:
+            self.observer.conflict(command)
+            if (stored := self._stored(request_id)) is not None:
+                return self._replay(stored, print_)
+            if (taken := self._claimed(claims)) is not None:
+                raise AlreadyExistsError(kind, taken[0].key, taken[1]) from None
+            raise AlreadyExistsError(kind, str(aggregate_id), aggregate_id) from None
+
+    def _update(
+        self,
+        command: AggregateCommand,
+        ctx: CallContext,
+        *,
+        kind: type[A],
+        aggregate_id: UUID,
+        act: Act[A],
+    ) -> CommandResult:
         request_id, print_ = self._keys(command, ctx)
         if (stored := self._stored(request_id)) is not None:
             return self._replay(stored, print_)
@@ -120,6 +181,7 @@ class CommandExecutor:
                     aggregate, request_id, print_, effects, (), command, kind.type_name
                 )
             except RecordConflictError:
+                self.observer.conflict(command)
                 if (stored := self._stored(request_id)) is not None:
                     return self._replay(stored, print_)
                 if command.expected_version is not None:
@@ -133,6 +195,8 @@ class CommandExecutor:
                     aggregate_id=str(aggregate_id),
                     attempt=attempt,
                 )
+                if attempt < self.max_attempts:
+                    self.observer.retry(command)
         raise ConcurrencyConflictError(aggregate_id, self.max_attempts)
 
     def load(self, kind: type[A], aggregate_id: UUID) -> A:
@@ -225,6 +289,7 @@ class CommandExecutor:
             position=position,
             events=len(recordings),
         )
+        self.observer.recorded(command, len(recordings))
         return CommandResult(aggregate.id, aggregate.version, position, effects.entity_id)
 
 

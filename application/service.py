@@ -14,6 +14,7 @@ from application.errors import StoreUnavailableError
 from application.event_log import EventLog
 from application.executor import CommandExecutor
 from application.keys import KeyManagement
+from application.observer import CommandObserver
 from application.partners import PartnerUseCases
 from application.personal_data import MasterKey
 from application.queries import AggregateQueries
@@ -29,7 +30,10 @@ class Accord:
         master_key: MasterKey,
         settings: Settings | None = None,
         clock: Clock | None = None,
+        *,
+        observer: CommandObserver | None = None,
     ) -> None:
+        """``observer`` hears how each command ended (the metrics adapter counts them)."""
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
         try:
@@ -41,7 +45,9 @@ class Accord:
             )
         except (OperationalError, InterfaceError) as error:
             raise StoreUnavailableError(f"cannot open the event store: {error}") from error
-        self.executor = CommandExecutor(self.log, max_attempts=self.settings.max_attempts)
+        self.executor = CommandExecutor(
+            self.log, max_attempts=self.settings.max_attempts, observer=observer
+        )
         self.customers = CustomerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.queries = AggregateQueries(self.log, self.executor)

@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 from adapters.grpc.access import is_open, may_call, sees_personal_data
 from adapters.grpc.errors import Failure, failure_for
 from adapters.grpc.tokens import LOCAL_ADMIN, Authenticator, Principal
+from adapters.metrics import Metrics
 from application.context import CallContext
 
 logger = structlog.get_logger("accord.rpc")
@@ -78,9 +79,15 @@ def _bearer(metadata: dict[str, str]) -> str | None:
 
 
 class AccordInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator | None) -> None:
-        """``None``: no tokens configured, every (loopback) caller is a local admin."""
+    def __init__(
+        self, authenticator: Authenticator | None, *, metrics: Metrics | None = None
+    ) -> None:
+        """``None``: no tokens configured, every (loopback) caller is a local admin.
+
+        ``metrics``: where each call's duration goes (by method and status code).
+        """
         self.authenticator = authenticator
+        self.metrics = metrics
 
     def intercept_service(
         self,
@@ -159,12 +166,15 @@ class AccordInterceptor(grpc.ServerInterceptor):
         return failure
 
     def _log(self, method: str, call: Call | None, code: grpc.StatusCode, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.observe_rpc(method, code.name, elapsed)
         logger.info(
             "rpc",
             method=method,
             principal=call.principal.name if call else None,
             code=code.name,
-            ms=round((time.perf_counter() - started) * 1000, 2),
+            ms=round(elapsed * 1000, 2),
         )
         structlog.contextvars.unbind_contextvars("correlation_id")
 

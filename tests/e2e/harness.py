@@ -88,6 +88,8 @@ class Served:
     tokens: dict[str, str]
     stderr_path: Path
     tokens_file: Path | None
+    metrics_port: int | None = None
+    """Where ``/metrics`` is served (started with ``--metrics-port``), else ``None``."""
     _clients: list[Client] = field(default_factory=list)
 
     @property
@@ -169,7 +171,14 @@ def serve(
         process.kill()
         raise RuntimeError(f"server did not start: {banner!r}\n{stderr_path.read_text()}")
     port = int(banner.split("127.0.0.1:")[1].split(" ")[0])
-    return Served(process, port, store, issued, stderr_path, tokens_file)
+    metrics_port: int | None = None
+    if "--metrics-port" in extra:  # the line after the banner says where metrics are served
+        line = process.stdout.readline()
+        if not line.startswith("Accord metrics on http://127.0.0.1:"):
+            process.kill()
+            raise RuntimeError(f"no metrics line: {line!r}\n{stderr_path.read_text()}")
+        metrics_port = int(line.split("127.0.0.1:")[1].split("/")[0])
+    return Served(process, port, store, issued, stderr_path, tokens_file, metrics_port)
 
 
 def rpc_error(call: Callable[[], Any], what: object = "") -> grpc.RpcError:
