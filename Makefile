@@ -29,8 +29,9 @@ protos-check: install
 buf-lint: node_modules/.bin/buf
 	node_modules/.bin/buf lint
 
-## run: set up, then serve Accord on the embedded SQLite store (./accord.db)
+## run: set up, load the demo data set on first run, then serve Accord on ./accord.db
 run: install protos
+	$(BIN)/accord demo --if-empty
 	$(BIN)/accord serve
 
 ## test: set up, then the whole suite on SQLite and on PostgreSQL

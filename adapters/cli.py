@@ -17,6 +17,7 @@ from types import FrameType
 import grpc
 
 from adapters import cli_log
+from adapters.demo import DemoError, DemoOptions, run_demo
 from adapters.grpc.interceptor import AccordInterceptor
 from adapters.grpc.server import ServerOptions, start_server
 from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
@@ -186,6 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
             if args.tls_client_ca or os.environ.get("ACCORD_TLS_CLIENT_CA")
             else ("TLS" if credentials else "plaintext")
         )
+        stop = _stop_on_signals()  # before the banner: a SIGTERM right after it stops cleanly
         print(
             f"Accord listening on {host}:{running.port} (store: {config.safe_url}; "
             f"{security}; {transport})",
@@ -193,7 +195,6 @@ def _serve(args: argparse.Namespace) -> int:
         )
         if exporter is not None:  # after the banner: the first line says where gRPC listens
             print(f"Accord metrics on {exporter.url}", flush=True)
-        stop = _stop_on_signals()
         stop.wait()
         running.stop(ServerOptions().grace_seconds)
         views.stop()
@@ -333,6 +334,53 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """Load the demo data set; SIGINT stops between commands and a rerun resumes."""
+    configure_logging(level=os.environ.get("ACCORD_LOG_LEVEL") or "WARNING")
+    config = store_config(args.database_url)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        summary = run_demo(
+            config,
+            DemoOptions(seed=args.seed, scale=args.scale, if_empty=args.if_empty),
+            stop=stop,
+        )
+    except DemoError as error:
+        print(f"accord: {error}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if summary.skipped:
+        print(
+            f"Accord demo: {config.safe_url} already holds events (log position "
+            f"{summary.log_position}); nothing loaded"
+        )
+        return 0
+    if not summary.complete:
+        print(
+            f"accord demo: interrupted after {summary.steps} commands; run the same command "
+            "again to resume where it stopped",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"Accord demo loaded into {config.safe_url}: {summary.customers} customers, "
+        f"{summary.partners} partners, {summary.log_position} events "
+        f"({summary.recorded} commands recorded, {summary.replayed} replayed; "
+        f"{summary.shares} shares, {summary.refused_shares} refused) from "
+        f"{summary.start:%Y-%m-%d} to {summary.end:%Y-%m-%d} in {summary.elapsed:.1f} s"
+    )
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _aware_datetime(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -436,6 +484,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify this export file offline instead of the store (the digest is optional)",
     )
     verify.set_defaults(handler=_verify)
+
+    demo = commands.add_parser(
+        "demo", help="load a deterministic, realistic synthetic data set (three years of history)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="the same seed tells the same story")
+    demo.add_argument(
+        "--scale", type=_positive, default=1, help="multiplies the customers (1: about 60)"
+    )
+    demo.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing if the store holds other events or this demo complete "
+        "(an interrupted load is finished)",
+    )
+    demo.set_defaults(handler=_demo)
     cli_log.register(commands)
     return parser
 
