@@ -179,5 +179,6 @@ def test_every_view_built_incrementally_equals_its_rebuild(
         generation, _ = views.views.state(projection.name) or (0, 0)
         live = views.views.dump(projection.name, generation)
         rebuilt = views.runner.rebuild(projection.name)
+        assert rebuilt is not None
         assert views.views.dump(projection.name, rebuilt) == live, projection.name
     app.close()

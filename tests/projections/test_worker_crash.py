@@ -73,4 +73,5 @@ def test_a_killed_worker_resumes_and_the_views_equal_a_rebuild(
         assert views.runner.active_position(name) == head
         live = views.views.dump(name, generation)
         rebuilt_generation = views.runner.rebuild(name)
+        assert rebuilt_generation is not None
         assert views.views.dump(name, rebuilt_generation) == live, name
