@@ -23,7 +23,7 @@ import structlog
 from grpc_status import rpc_status
 
 from adapters.grpc.access import is_open, may_call, sees_personal_data
-from adapters.grpc.errors import Failure, failure_for
+from adapters.grpc.errors import Failure, RpcError, failure_for
 from adapters.grpc.tokens import LOCAL_ADMIN, Authenticator, Principal
 from adapters.metrics import Metrics
 from application.context import CallContext
@@ -64,12 +64,6 @@ _current: ContextVar[Call] = ContextVar("accord_call")
 
 def current_call() -> Call:
     return _current.get()
-
-
-class _RefusedError(Exception):
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
 
 
 def _bearer(metadata: dict[str, str]) -> str | None:
@@ -126,14 +120,14 @@ class AccordInterceptor(grpc.ServerInterceptor):
     @staticmethod
     def _authorize(call: Call) -> None:
         if call.principal is ANONYMOUS:
-            raise _RefusedError(
+            raise RpcError(
                 Failure(
                     grpc.StatusCode.UNAUTHENTICATED,
                     "a valid bearer token is required (metadata `authorization: Bearer <token>`)",
                 )
             )
         if not may_call(call.principal, call.method):
-            raise _RefusedError(
+            raise RpcError(
                 Failure(
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"principal {call.principal.name} may not call "
@@ -147,10 +141,10 @@ class AccordInterceptor(grpc.ServerInterceptor):
         token = _bearer(metadata)
         return self.authenticator.principal(token) if token else None
 
-    def _fail(
-        self, method: str, call: Call | None, error: BaseException, context: grpc.ServicerContext
-    ) -> Failure:
-        failure = error.failure if isinstance(error, _RefusedError) else failure_for(error)
+    @staticmethod
+    def _fail(method: str, error: BaseException) -> Failure:
+        """The status for ``error``; a bug is logged by type and line and becomes INTERNAL."""
+        failure = failure_for(error)
         if failure is None:
             frame = traceback.extract_tb(error.__traceback__)[-1:]
             logger.error(
@@ -194,7 +188,7 @@ class AccordInterceptor(grpc.ServerInterceptor):
                 finally:
                     _current.reset(token)
             except Exception as error:
-                failure = self._fail(method, call, error, context)
+                failure = self._fail(method, error)
                 code = failure.code
                 context.abort_with_status(rpc_status.to_status(failure.to_status()))
             finally:
@@ -232,7 +226,7 @@ class AccordInterceptor(grpc.ServerInterceptor):
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as error:
-                failure = self._fail(method, call, error, context)
+                failure = self._fail(method, error)
                 code = failure.code
                 context.abort_with_status(rpc_status.to_status(failure.to_status()))
             finally:

@@ -138,10 +138,7 @@ def _value(field: Any, value: Any) -> Any:
         return known if known is not None else f"unknown value {value}"
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         if _is_message(field, _TIMESTAMP):
-            try:
-                return timestamp_in(value)
-            except (ValueError, OverflowError):
-                raise InvalidCommandError.single(field.name, "not a valid timestamp") from None
+            return instant_in(field.name, value)
         return fields_of(value)
     if field.type == FieldDescriptor.TYPE_BYTES:
         return base64.b64encode(value).decode()
