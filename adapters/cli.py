@@ -16,7 +16,7 @@ from types import FrameType
 
 import grpc
 
-from adapters import cli_log
+from adapters import cli_client, cli_log
 from adapters.demo import DemoError, DemoOptions, run_demo
 from adapters.grpc.interceptor import AccordInterceptor
 from adapters.grpc.server import ServerOptions, start_server
@@ -255,11 +255,11 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    config, app = _open(args)
     names = {p.name for p in all_projections()}
     if args.name not in names:
         print(f"accord: no read model {args.name!r}; choose from {sorted(names)}", file=sys.stderr)
         return 2
+    config, app = _open(args)
     with app, cli_log.interruptible() as stop:
         views = build_read_models(app, config, batch_size=args.batch_size)
         progress = Progress(args.name)
@@ -500,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
     cli_log.register(commands)
+    cli_client.register(commands)
     return parser
 
 

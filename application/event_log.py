@@ -8,6 +8,7 @@ from stray process environment variables.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -63,14 +64,43 @@ class EventLog(Application[UUID]):
             raise ValueError("snapshot_interval must be at least 1")
         self.snapshot_interval = snapshot_interval
         self.clock = clock
-        super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
-        if not isinstance(self.recorder, RequestJournal):
-            raise TypeError("the recorder must also keep the request journal")
-        if not isinstance(self.recorder, DataKeyStore):
-            raise TypeError("the recorder must also keep the data keys")
+        self._closed = False
+        try:
+            super().__init__(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
+            if not isinstance(self.recorder, RequestJournal):
+                raise TypeError("the recorder must also keep the request journal")
+            if not isinstance(self.recorder, DataKeyStore):
+                raise TypeError("the recorder must also keep the data keys")
+        except BaseException:
+            # A half-built application still owns a connection pool: release it
+            # now, not whenever the garbage collector finds the object.
+            self.close()
+            raise
         self.journal: RequestJournal = self.recorder
         self.vault = PersonalDataVault(self.recorder, master_key, ttl=key_cache_ttl)
         self.event_mapper.vault = self.vault
+
+    def close(self) -> None:
+        """Close once; later calls (and the finalizer) do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if hasattr(self, "closing"):
+            self.closing.set()
+        if hasattr(self, "factory"):
+            self.factory.close()
+
+    def __del__(self) -> None:
+        """Warn about, but never close from, a finalizer.
+
+        The library's finalizer closes the pool, which joins the pool's worker
+        threads; when the collector happens to run on one of those threads the
+        join fails with "cannot join current thread". Every owner closes its
+        application explicitly (``Accord`` is a context manager); one that
+        forgot is reported the way an unclosed file is.
+        """
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
 
     def forget_data_key(self, customer_id: UUID) -> None:
         self.vault.forget(customer_id)

@@ -81,3 +81,11 @@ def test_a_malformed_database_url_is_refused_clearly(tmp_path: Path) -> None:
     done = _accord("--database-url", "mongodb://x", "init", cwd=tmp_path)
     assert done.returncode == 2
     assert "must start with sqlite:/// or postgresql://" in done.stderr
+
+
+def test_rebuilding_an_unknown_read_model_names_the_choices(tmp_path: Path) -> None:
+    done = _accord("--database-url", f"sqlite:///{tmp_path}/a.db", "rebuild", "nope", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no read model 'nope'" in done.stderr
+    assert "segments" in done.stderr
+    assert not (tmp_path / "a.db").exists()  # refused before the store was opened
