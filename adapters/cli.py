@@ -317,11 +317,34 @@ def _verify(args: argparse.Namespace) -> int:
         print("accord: verify needs --position and --hash (or --export FILE)", file=sys.stderr)
         return 2
     config, app = _open(args)
-    with app:
+    with app, cli_log.interruptible() as stop:
         views = build_read_models(app, config)
         views.runner.catch_up()
-        with views.read(audit_trail.NAME) as reader:
-            result = audit_trail.verify(app.log.recorder, reader, args.position, args.hash)
+        bar = cli_log.progress_bar("verify")
+        bar.console.file = sys.stderr
+        with bar, views.read(audit_trail.NAME) as reader:
+            task = bar.add_task("verify", total=args.position, rate="")
+
+            def advance(position: int) -> None:
+                rate = position / (bar.tasks[task].elapsed or 1e-9)
+                bar.update(task, completed=position, rate=f"{rate:,.0f} events/s")
+
+            try:
+                result = audit_trail.verify(
+                    app.log.recorder,
+                    reader,
+                    args.position,
+                    args.hash,
+                    progress=advance,
+                    stop=stop.is_set,
+                )
+            except audit_trail.VerificationStopped as stopped:
+                print(
+                    f"accord: verification stopped at position {stopped.position} with no "
+                    "verdict; it changed nothing, run it again to check",
+                    file=sys.stderr,
+                )
+                return cli_log.INTERRUPTED
     print(
         json.dumps(
             {

@@ -10,7 +10,7 @@ row does, and ``verify`` names the first position that no longer matches.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -126,6 +126,14 @@ class Verification:
     first_mismatch_position: int | None
 
 
+class VerificationStopped(Exception):  # noqa: N818 (a stop, not a fault)
+    """Asked to stop before a verdict; ``position`` is how far the check had read."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"verification stopped at position {position}")
+        self.position = position
+
+
 def verify(
     recorder: ApplicationRecorder,
     reader: DocReader,
@@ -133,15 +141,22 @@ def verify(
     expected_hash: str,
     *,
     batch: int = 2000,
+    progress: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Verification:
     """Recompute the chain from the stored events up to ``position`` and compare.
 
     The first position whose recomputed hash differs from the one the trail
     recorded when the event was new is the first mismatch; if the trail agrees
     throughout but the digest does not, the mismatch is at ``position``.
+    ``progress`` hears the position reached after each batch; when ``stop``
+    says so between batches, ``VerificationStopped`` ends the check with no
+    verdict: it only reads, so there is nothing to undo and a rerun starts afresh.
     """
     current, at, first_mismatch = GENESIS, 0, None
     while at < position:
+        if stop is not None and stop():
+            raise VerificationStopped(at)
         notifications = recorder.select_notifications(
             start=at, limit=min(batch, position - at), inclusive_of_start=False
         )
@@ -159,6 +174,8 @@ def verify(
             known = recorded.get(notification.id)
             if first_mismatch is None and known is not None and known != current:
                 first_mismatch = notification.id
+        if progress is not None:
+            progress(at)
     ok = at == position and current == expected_hash
     if not ok and first_mismatch is None:
         first_mismatch = min(at + 1, position) if at < position else position

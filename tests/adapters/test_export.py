@@ -86,6 +86,7 @@ def test_an_export_verifies_offline_and_matches_the_live_digest(
         cwd=tmp_path,
     )
     assert live.returncode == 0, live.stdout + live.stderr
+    assert f"{digest['position']}/{digest['position']}" in live.stderr  # the progress bar
     against = accord(
         store,
         master_key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from adapters.store import StoreConfig
@@ -115,3 +116,33 @@ def test_erasure_does_not_break_the_chain(
         assert audit_trail.verify(accord.log.recorder, reader, position, digest).ok
         head, head_hash = audit_trail.digest(reader)
         assert audit_trail.verify(accord.log.recorder, reader, head, head_hash).ok
+
+
+def test_verification_reports_its_progress_and_stops_between_batches_without_a_verdict(
+    accord: Accord, clock: FakeClock, make_read_models: ReadModelsFactory
+) -> None:
+    _history(accord, clock, customers=4)  # 8 events
+    views = make_read_models(accord)
+    views.runner.catch_up()
+    reached: list[int] = []
+
+    with views.read("audit_trail") as reader:
+        position, digest = audit_trail.digest(reader)
+        result = audit_trail.verify(
+            accord.log.recorder, reader, position, digest, batch=3, progress=reached.append
+        )
+        assert result.ok
+        assert reached == [3, 6, 8]
+
+        seen: list[int] = []
+        with pytest.raises(audit_trail.VerificationStopped) as stopped:
+            audit_trail.verify(
+                accord.log.recorder,
+                reader,
+                position,
+                digest,
+                batch=3,
+                progress=seen.append,
+                stop=lambda: len(seen) == 1,  # asked to stop once the first batch is read
+            )
+    assert stopped.value.position == 3
