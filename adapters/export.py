@@ -19,6 +19,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +27,8 @@ from eventsourcing.persistence import Notification
 
 from adapters.grpc.events import EventTranslator
 from application.event_log import EventLog
+from application.personal_data import is_sealed
+from domain.events import DomainEvent
 from projections.audit_trail import GENESIS, chain
 
 Progress = Callable[[int, int], None]
@@ -148,22 +151,65 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def _instant(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _readable_agrees(record: dict[str, Any]) -> bool:
+    """The readable fields say what the hashed ``stored`` body says.
+
+    Only ``stored`` (with position, id, version and type) is hashed, so an
+    edit to the envelope or payload beside it would otherwise go unseen.
+    Sealed personal values are compared by shape only: the file holds them
+    redacted, erased or (with --include-pii) revealed, never the ciphertext.
+    """
+    try:
+        stored = json.loads(record["stored"])
+        event_class = DomainEvent.for_topic(str(record["type"]))
+    except (ValueError, LookupError):
+        return False
+    stored = event_class.upcast(stored, int(stored.get("_v", 1)))
+    if any(record.get(key) != stored.get(key) for key in ENVELOPE):
+        return False
+    recorded = _instant(record.get("recorded_at"))
+    if recorded is None or recorded != _instant(stored.get("timestamp")):
+        return False
+    payload = record.get("payload")
+    if not isinstance(payload, dict):
+        return False
+    for key, value in payload.items():
+        if key not in stored:
+            return False
+        kept = stored[key]
+        agrees = isinstance(value, str) if is_sealed(kept) else value == kept
+        if not agrees:
+            return False
+    return True
+
+
+ENVELOPE = ("actor", "request_id", "correlation_id")
+
+
 def verify_export(
     path: Path, *, position: int | None = None, expected_hash: str | None = None
 ) -> FileVerification:
     """Recompute the chain from the file; every line's hash and the digest (if given) must match.
 
     Lines must follow one another from the first event: a missing or
-    reordered line changes every hash after it, like an edited one.
+    reordered line changes every hash after it, like an edited one. A line
+    whose readable fields contradict its stored body is a mismatch too.
     """
     current, at, first_mismatch, count = GENESIS, 0, None, 0
     for record in _records(path):
-        count += 1
         if position is not None and int(record["position"]) > position:
             break
+        count += 1
         current = chain(current, _Stored(record))
         at = int(record["position"])
-        if first_mismatch is None and record["hash"] != current:
+        if first_mismatch is None and (record["hash"] != current or not _readable_agrees(record)):
             first_mismatch = at
     ok = first_mismatch is None
     if position is not None:

@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from adapters.export import verify_export
 from adapters.store import StoreConfig
 from application.personal_data import MasterKey
 from application.service import Accord
@@ -196,3 +199,33 @@ def test_sigint_stops_an_export_between_batches_and_rerunning_completes_it(
     again = accord(store, master_key, "export", "--output", str(part), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert part.read_text() == whole.read_text()
+
+
+def test_readable_fields_that_contradict_the_stored_body_are_named(
+    store: StoreConfig, make_accord: AccordFactory, master_key: MasterKey, tmp_path: Path
+) -> None:
+    # Only the stored body is hashed; the readable copy beside it must agree with it.
+    history(make_accord(), customers=1)
+    out = tmp_path / "log.jsonl"
+    assert accord(store, master_key, "export", "--output", str(out), cwd=tmp_path).returncode == 0
+    records: list[Any] = lines(out)
+    assert verify_export(out).ok
+    assert verify_export(out, position=2).lines == 2
+
+    edits: dict[str, Callable[[dict[str, Any]], None]] = {
+        "actor": lambda r: r.update(actor="someone-else"),
+        "request_id": lambda r: r.update(request_id="forged"),
+        "recorded_at": lambda r: r.update(recorded_at="2020-01-01T00:00:00+00:00"),
+        "payload": lambda r: r["payload"].update(amount="1000000"),
+        "extra payload field": lambda r: r["payload"].update(note="added"),
+        "sealed field replaced by a non-text value": lambda r: r["payload"].update(summary=7),
+    }
+    purchase_line = next(i for i, r in enumerate(records) if r["payload"].get("amount"))
+    for name, edit in edits.items():
+        edited = [json.loads(json.dumps(r)) for r in records]
+        edit(edited[purchase_line])
+        path = tmp_path / f"edited-{name.replace(' ', '-')}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in edited) + "\n")
+        result = verify_export(path)
+        assert not result.ok, name
+        assert result.first_mismatch_position == records[purchase_line]["position"], name
