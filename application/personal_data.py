@@ -129,11 +129,14 @@ class PersonalDataVault:
         self.ttl = ttl
         self._cache: dict[UUID, tuple[bytes | None, float]] = {}
         self._lock = threading.Lock()
+        self._evictions = 0
+        """Counts ``forget``s: a key read from the store before one is not cached after it."""
 
     def _key(self, customer_id: UUID, *, create: bool) -> bytes | None:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(customer_id)
+            evictions = self._evictions
         if cached is not None and now - cached[1] < self.ttl:
             return cached[0]
         stored = self.store.get_data_key(customer_id)
@@ -150,7 +153,10 @@ class PersonalDataVault:
         with self._lock:
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[customer_id] = (key, now)
+            # An erasure that committed (and evicted) while this read was in flight: the key
+            # may be one it destroyed, so it serves this read only and is not cached.
+            if self._evictions == evictions:
+                self._cache[customer_id] = (key, now)
         return key
 
     def seal(self, customer_id: UUID, context: str, plaintext: str) -> dict[str, str]:
@@ -185,6 +191,7 @@ class PersonalDataVault:
     def forget(self, customer_id: UUID) -> None:
         with self._lock:
             self._cache.pop(customer_id, None)
+            self._evictions += 1
 
     def rotate(self, new_master: MasterKey) -> int:
         """Re-wrap every live data key under ``new_master``; events are not touched."""

@@ -15,6 +15,7 @@ import hmac
 import os
 import secrets
 import threading
+import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from pathlib import Path
 
 ROLES = ("writer", "reader", "compliance", "auditor", "admin")
 TOKEN_PREFIX = "acc_"  # noqa: S105 - marks Accord tokens in secret scanners, not a secret
+_RACY_NS = 2_000_000_000
+"""A file modified less than this before it was read may change again unseen by its stamp."""
 
 
 class TokensFileError(ValueError):
@@ -106,16 +109,23 @@ class Authenticator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
+        self._racy = True
         self._entries: list[TokenEntry] = []
         self._reload()
 
     def _reload(self) -> None:
         stat = self.path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._entries = load_tokens(self.path)
-            self._stamp = stamp
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+        if stamp == self._stamp and not self._racy:
+            return
+        read_at = time.time_ns()
+        self._entries = load_tokens(self.path)
+        self._stamp = stamp
+        # File times are only as fine as the file system's clock (a jiffy, or seconds): a
+        # same-size edit (a revocation) in the same tick as this read leaves the stamp as it
+        # is. Until the file is older than that, read it again instead of trusting the stamp.
+        self._racy = read_at - stat.st_mtime_ns < _RACY_NS
 
     def principal(self, token: str, now: datetime | None = None) -> Principal | None:
         """The principal of a valid token, or None (unknown, expired or revoked)."""

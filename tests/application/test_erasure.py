@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -14,6 +15,7 @@ from psycopg import sql
 from adapters.store import StoreConfig
 from application import commands as c
 from application.errors import DomainError, Reason
+from application.personal_data import MasterKey, PersonalDataVault, WrappedKey
 from application.service import Accord
 from application.settings import Settings
 from domain.customer import ContactAdded, CustomerRegistered, InteractionRecorded
@@ -229,3 +231,61 @@ def test_erasing_one_customer_leaves_the_others_readable(accord: Accord, clock: 
     ).aggregate_id
     accord.customers.erase(c.EraseCustomerData(customer_id=erased_id, reason="request"), CTX)
     assert accord.queries.customer(kept_id).display_name == "Kept Co."
+
+
+class _PausingKeyStore:
+    """A data-key table whose next read can be held in flight (a read racing an erasure)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[UUID, WrappedKey] = {}
+        self.hold = threading.Event()
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_data_key(self, customer_id: UUID) -> WrappedKey | None:
+        found = self.keys.get(customer_id)
+        if self.hold.is_set():
+            self.hold.clear()
+            self.reading.set()
+            assert self.release.wait(10)
+        return found
+
+    def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
+        return self.keys.setdefault(customer_id, key)
+
+    def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]:
+        return list(self.keys.items())
+
+    def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
+        raise NotImplementedError
+
+
+def test_a_read_in_flight_during_an_erasure_does_not_cache_the_destroyed_key() -> None:
+    """The key a read fetched before the erasure committed must not outlive the erasure.
+
+    The read itself overlapped the erasure and may see the data; a read that starts
+    after the erasure returned must not, even within the key cache's lifetime.
+    """
+    store = _PausingKeyStore()
+    vault = PersonalDataVault(store, MasterKey.generate(), ttl=60)
+    customer_id = uuid4()
+    sealed = vault.seal(customer_id, "customer.registered|display_name", NAME)
+    vault.forget(customer_id)  # start cold: the next read goes to the store
+
+    store.hold.set()
+    seen: list[object] = []
+    reader = threading.Thread(
+        target=lambda: seen.append(
+            vault.open(customer_id, "customer.registered|display_name", sealed)
+        )
+    )
+    reader.start()
+    assert store.reading.wait(10)
+    # The erasure commits (the key is destroyed) and evicts the key, as the executor does.
+    store.keys[customer_id] = WrappedKey(None, vault.master.key_id)
+    vault.forget(customer_id)
+    store.release.set()
+    reader.join(10)
+    assert seen == [NAME]
+
+    assert vault.open(customer_id, "customer.registered|display_name", sealed) == ERASED

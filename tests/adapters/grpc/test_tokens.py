@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -9,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from adapters.grpc import tokens as tokens_module
 from adapters.grpc.tokens import (
     TOKEN_PREFIX,
     Authenticator,
+    TokenEntry,
     TokensFileError,
     add_token,
     load_tokens,
@@ -120,3 +124,143 @@ def test_principals_cannot_inject_toml(tmp_path: Path) -> None:
     for name in ('evil"\nroles = ["admin"]', "bad\x00name"):
         with pytest.raises(TokensFileError, match="control characters"):
             add_token(path, name, ["reader"])
+
+
+# ------------------------------------------------------------- constant time
+
+
+def _recording_compare_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[bytes, bytes]]:
+    """Every call the authenticator makes to ``hmac.compare_digest``, with its arguments."""
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        calls.append((bytes(a), bytes(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    return calls
+
+
+@pytest.mark.parametrize("which", ["first", "middle", "last", "absent"])
+@pytest.mark.parametrize("presented_length", [1, 20, 47, 500])
+def test_every_entry_is_compared_in_constant_time_over_fixed_length_digests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, presented_length: int
+) -> None:
+    path = tmp_path / "tokens.toml"
+    issued = [add_token(path, f"p{n}", ["reader"]) for n in range(5)]
+    index = {"first": 0, "middle": 2, "last": 4}.get(which)
+    # A presented token of any length: an issued one lengthened, or a guess; never compared raw.
+    token = (issued[index] if index is not None else TOKEN_PREFIX) + "x" * presented_length
+    if index is not None:
+        path.write_text(path.read_text().replace(token_hash(issued[index]), token_hash(token)))
+    stored = [entry.sha256 for entry in load_tokens(path)]
+    auth = Authenticator(path)
+    calls = _recording_compare_digest(monkeypatch)
+
+    found = auth.principal(token)
+
+    assert (found is not None) == (index is not None)
+    if index is not None:
+        assert found is not None
+        assert found.name == f"p{index}"
+    presented = hashlib.sha256(token.encode()).digest()
+    assert len(calls) == len(stored), "no early exit: every entry is compared, match or not"
+    assert sorted(a for a, _ in calls) == sorted(stored), "each stored hash exactly once"
+    assert all(b == presented for _, b in calls), "only the presented token's digest"
+    assert all(len(a) == len(b) == 32 for a, b in calls), "fixed-length digests only"
+    assert token.encode() not in {b for _, b in calls}
+
+
+def test_revoked_and_expired_entries_are_compared_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tokens.toml"
+    expired = add_token(path, "old", ["reader"], expires_at=datetime.now(UTC) - timedelta(1))
+    revoked = add_token(path, "gone", ["reader"])
+    path.write_text(path.read_text() + "revoked = true\n")
+    live = add_token(path, "live", ["reader"])
+    auth = Authenticator(path)
+    calls = _recording_compare_digest(monkeypatch)
+
+    for token in (expired, revoked, live, "acc_guess"):
+        calls.clear()
+        auth.principal(token)
+        assert len(calls) == 3, token[:6]
+
+
+def test_no_token_lookup_bypasses_the_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With comparison forced to fail, even a valid token finds no one: no dict or == lookup."""
+    path = tmp_path / "tokens.toml"
+    token = add_token(path, "crm-sync", ["writer"])
+    auth = Authenticator(path)
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: False)
+    assert auth.principal(token) is None
+
+
+def test_an_in_place_revocation_within_one_timestamp_tick_is_not_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file rewritten to the same size within the file system's timestamp granularity.
+
+    Coarse timestamps (a jiffy on ext4, a second or two elsewhere) leave (mtime, size)
+    unchanged by a quick same-size edit; the revocation must still take effect.
+    """
+    path = tmp_path / "tokens.toml"
+    token = add_token(path, "crm-sync", ["writer"])
+    path.write_text(path.read_text() + "revoked = false\n")
+    frozen = path.stat()
+    real_stat = Path.stat
+
+    def coarse_stat(self: Path, **kwargs: bool) -> os.stat_result:
+        result = real_stat(self, **kwargs)
+        if self != path:
+            return result
+        fields = list(result)
+        fields[stat.ST_MTIME] = int(frozen.st_mtime)
+        fields[stat.ST_CTIME] = int(frozen.st_ctime)
+        fields[stat.ST_INO] = frozen.st_ino
+        extra = {
+            "st_mtime_ns": frozen.st_mtime_ns,
+            "st_ctime_ns": frozen.st_ctime_ns,
+        }
+        return os.stat_result(fields, extra)
+
+    monkeypatch.setattr(Path, "stat", coarse_stat)
+    auth = Authenticator(path)
+    assert auth.principal(token) is not None
+
+    text = path.read_text().replace("revoked = false", "revoked = true ")
+    assert len(text) == frozen.st_size
+    path.write_text(text)
+    assert path.stat().st_mtime_ns == frozen.st_mtime_ns, "the edit is invisible to (mtime, size)"
+    assert auth.principal(token) is None
+
+
+def test_a_settled_file_is_not_parsed_again_on_every_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tokens.toml"
+    token = add_token(path, "crm-sync", ["writer"])
+    old = path.stat().st_mtime_ns - 10 * 1_000_000_000
+    os.utime(path, ns=(old, old))
+    parsed: list[Path] = []
+    real_load = tokens_module.load_tokens
+
+    def counting_load(where: Path) -> list[TokenEntry]:
+        parsed.append(where)
+        return real_load(where)
+
+    monkeypatch.setattr(tokens_module, "load_tokens", counting_load)
+    auth = Authenticator(path)
+    for _ in range(5):
+        assert auth.principal(token) is not None
+    assert len(parsed) == 1
+
+    path.write_text(path.read_text() + "revoked = true\n")
+    assert auth.principal(token) is None
+    assert len(parsed) == 2
