@@ -9,7 +9,6 @@ expiring a token needs no restart.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -22,7 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 ROLES = ("writer", "reader", "compliance", "auditor", "admin")
+logger = structlog.get_logger(__name__)
+
 TOKEN_PREFIX = "acc_"  # noqa: S105 - marks Accord tokens in secret scanners, not a secret
 _RACY_NS = 2_000_000_000
 """A file modified less than this before it was read may change again unseen by its stamp."""
@@ -111,6 +114,7 @@ class Authenticator:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int, int] | None = None
         self._racy = True
+        self._problem: str | None = None
         self._entries: list[TokenEntry] = []
         self._reload()
 
@@ -130,20 +134,31 @@ class Authenticator:
     def principal(self, token: str, now: datetime | None = None) -> Principal | None:
         """The principal of a valid token, or None (unknown, expired or revoked)."""
         with self._lock:
-            # A file being rewritten or made invalid: keep serving with the last good one.
-            with contextlib.suppress(OSError, TokensFileError):
+            # A file being rewritten or made invalid: keep serving with the last good one,
+            # and say so (once per problem) so a revocation that did not take is noticed.
+            try:
                 self._reload()
+            except (OSError, TokensFileError) as error:
+                if str(error) != self._problem:
+                    self._problem = str(error)
+                    logger.warning("tokens_file_unusable_keeping_last_good", problem=str(error))
+            else:
+                self._problem = None
             entries = self._entries
         presented = hashlib.sha256(token.encode()).digest()
-        found: TokenEntry | None = None
+        moment = now or datetime.now(UTC)
+        found: list[TokenEntry] = []
         for entry in entries:  # no early exit: every entry is compared
             if hmac.compare_digest(entry.sha256, presented):
-                found = entry
-        if found is None or found.revoked:
+                found.append(entry)
+        # Deny overrides: a hash listed twice is refused if any copy is revoked or
+        # expired, and when its copies name different principals.
+        if not found or len({entry.principal for entry in found}) > 1:
             return None
-        if found.expires_at is not None and (now or datetime.now(UTC)) >= found.expires_at:
-            return None
-        return found.principal
+        for entry in found:
+            if entry.revoked or (entry.expires_at is not None and moment >= entry.expires_at):
+                return None
+        return found[0].principal
 
 
 def add_token(

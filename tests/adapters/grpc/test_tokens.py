@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from adapters.grpc import tokens as tokens_module
 from adapters.grpc.tokens import (
@@ -81,8 +82,33 @@ def test_a_broken_rewrite_keeps_the_last_good_file(tmp_path: Path) -> None:
     token = add_token(path, "crm-sync", ["writer"])
     auth = Authenticator(path)
 
-    path.write_text("[[token]\nthis is not toml")
-    assert auth.principal(token) is not None
+    with structlog.testing.capture_logs() as logs:
+        path.write_text("[[token]\nthis is not toml")
+        assert auth.principal(token) is not None
+        assert auth.principal(token) is not None
+
+    warnings = [e for e in logs if e["event"] == "tokens_file_unusable_keeping_last_good"]
+    assert len(warnings) == 1  # said once, not on every call
+    assert token not in str(warnings)
+
+
+def test_a_hash_listed_twice_is_refused_if_any_copy_is_revoked_or_names_another_principal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tokens.toml"
+    token = add_token(path, "crm-sync", ["writer"])
+    first = path.read_text()
+    auth = Authenticator(path)
+
+    path.write_text(first + "revoked = true\n" + first)  # the revoked copy comes first
+    assert auth.principal(token) is None
+
+    path.write_text(first + first.replace('"crm-sync"', '"someone-else"'))
+    assert auth.principal(token) is None
+
+    path.write_text(first + first)  # the same entry twice is still that one principal
+    assert (p := auth.principal(token)) is not None
+    assert p.name == "crm-sync"
 
 
 @pytest.mark.parametrize(
