@@ -71,13 +71,14 @@ class EventLog(Application[UUID]):
                 raise TypeError("the recorder must also keep the request journal")
             if not isinstance(self.recorder, DataKeyStore):
                 raise TypeError("the recorder must also keep the data keys")
+            self.journal: RequestJournal = self.recorder
+            self.vault = PersonalDataVault(self.recorder, master_key, ttl=key_cache_ttl)
+            self.vault.check_master_key()
         except BaseException:
             # A half-built application still owns a connection pool: release it
             # now, not whenever the garbage collector finds the object.
             self.close()
             raise
-        self.journal: RequestJournal = self.recorder
-        self.vault = PersonalDataVault(self.recorder, master_key, ttl=key_cache_ttl)
         self.event_mapper.vault = self.vault
 
     def close(self) -> None:

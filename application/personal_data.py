@@ -87,6 +87,10 @@ class DataKeyStore(Protocol):
 
     def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]: ...
 
+    def master_key_ids(self) -> set[str]:
+        """The ids of the master keys wrapping the live (not destroyed) data keys."""
+        ...
+
     def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
         """Swap wrapped keys in one transaction, only rows still wrapped by ``previous_id``."""
         ...
@@ -187,6 +191,21 @@ class PersonalDataVault:
             return value
         customer_hex, context, token = value[len(REFERENCE) :].split(":", 2)
         return self.open(UUID(hex=customer_hex), context, {SEALED: token})
+
+    def check_master_key(self) -> None:
+        """Refuse a master key that did not wrap the stored data keys, before any call.
+
+        Otherwise a wrong key (a restore without its key file, a typo in the
+        environment) is found only when personal data is first read, as a
+        failure of that call instead of a refusal to start.
+        """
+        others = self.store.master_key_ids() - {self.master.key_id}
+        if others:
+            raise MasterKeyError(
+                f"the store's data keys are wrapped by master key {', '.join(sorted(others))}, "
+                f"but the configured master key is {self.master.key_id}: configure the key the "
+                "store was written with (ACCORD_MASTER_KEY or ACCORD_MASTER_KEY_FILE)"
+            )
 
     def forget(self, customer_id: UUID) -> None:
         with self._lock:

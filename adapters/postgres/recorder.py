@@ -261,6 +261,15 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
+    def master_key_ids(self) -> set[str]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT DISTINCT master_key_id FROM {} WHERE wrapped_key IS NOT NULL").format(
+                    self.keys_table
+                )
+            )
+            return {r["master_key_id"] for r in curs.fetchall()}
+
     def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
         with self.datastore.transaction(commit=True) as curs:
             for customer_id, key in keys:

@@ -163,6 +163,13 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT customer_id, wrapped_key, master_key_id FROM accord_data_keys")
             return [(UUID(r[0]), WrappedKey(r[1], r[2])) for r in c.fetchall()]
 
+    def master_key_ids(self) -> set[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT DISTINCT master_key_id FROM accord_data_keys WHERE wrapped_key IS NOT NULL"
+            )
+            return {r[0] for r in c.fetchall()}
+
     def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
         with self.datastore.transaction(commit=True) as c:
             c.execute("PRAGMA secure_delete = ON")

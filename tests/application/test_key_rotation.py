@@ -44,3 +44,19 @@ def test_a_master_key_is_32_bytes_of_base64() -> None:
     key = MasterKey.generate()
     assert MasterKey.from_base64(key.to_base64()) == key
     assert key.to_base64() not in repr(key)
+
+
+def test_a_master_key_that_did_not_wrap_the_stored_data_keys_is_refused_at_start(
+    make_accord: AccordFactory, master_key: MasterKey
+) -> None:
+    fresh = make_accord(key=MasterKey.generate())  # no personal data yet: any key will do
+    fresh.customers.register(register_customer(), CTX)
+    fresh.close()
+
+    stranger = MasterKey.generate()
+    with pytest.raises(MasterKeyError) as refused:
+        make_accord(key=stranger)
+
+    assert stranger.key_id in str(refused.value)
+    assert "ACCORD_MASTER_KEY" in str(refused.value)
+    assert stranger.to_base64() not in str(refused.value)
