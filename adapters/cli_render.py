@@ -205,6 +205,14 @@ def customer(data: Data) -> list[RenderableType]:
         ],
     )
     parts: list[RenderableType] = [profile, insight]
+    if i["stage_history"]:
+        parts.append(
+            table(
+                "Lifecycle history",
+                ("Since", "Stage"),
+                ((when(k["since"]), k["stage"]) for k in i["stage_history"]),
+            )
+        )
     if c["consents"]:
         parts.append(
             table(

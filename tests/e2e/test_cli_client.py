@@ -252,10 +252,18 @@ def test_customers_show_and_list_give_the_stage_and_segment_of_a_buyer(
     assert insight["rfm"] is None
     assert insight["clv"] == "0.00"
     assert insight["position"] >= bought.position
+    assert [change["stage"] for change in insight["stage_history"]] == [
+        "NEW",
+        "ACTIVE",
+        "AT_RISK",
+        "CHURNED",
+    ]
 
     assert table.code == 0
     for text in (customer_id, name, "lifecycle stage", "CHURNED", "segment", "LOST", "CLV"):
         assert text in table.out
+    assert "Lifecycle history" in table.out
+    assert "AT_RISK" in table.out
 
     assert first_version.code == 0
     assert first_version.json()["customer"]["version"] == 1

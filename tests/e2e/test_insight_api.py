@@ -140,6 +140,16 @@ def test_the_analysis_travels_in_time(writer: Client, reader: Client) -> None:
     assert back_then.HasField("rfm")
     assert before_anything.code() == grpc.StatusCode.NOT_FOUND
 
+    bought = (NOW - timedelta(days=400)).date()
+    history = [(change.since.ToDatetime().date(), change.stage) for change in today.stage_history]
+    assert history == [
+        (bought, insight_pb2.LIFECYCLE_STAGE_NEW),
+        (bought + timedelta(days=91), insight_pb2.LIFECYCLE_STAGE_ACTIVE),
+        (bought + timedelta(days=181), insight_pb2.LIFECYCLE_STAGE_AT_RISK),
+        (bought + timedelta(days=366), insight_pb2.LIFECYCLE_STAGE_CHURNED),
+    ]
+    assert len(back_then.stage_history) == 2  # NEW, then ACTIVE by day 300 before today
+
 
 def test_an_unknown_customer_is_not_found(reader: Client) -> None:
     error = rpc_error(lambda: insight(reader, customer_id=str(uuid4())))

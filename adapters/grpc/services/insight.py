@@ -14,7 +14,7 @@ the analyses reduce it to its UTC calendar date.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -218,6 +218,7 @@ class InsightServicer(insight_pb2_grpc.InsightServiceServicer):
             position = reader.position
         with read_view(self.read_models, lifecycle.NAME, request.min_position) as reader:
             stage = lifecycle.stage(reader, customer_id, moment)
+            changes = lifecycle.history(reader, customer_id, moment)
             position = min(position, reader.position)
         if found is None or stage is None:
             raise NotFoundError("customer", customer_id)
@@ -234,6 +235,13 @@ class InsightServicer(insight_pb2_grpc.InsightServiceServicer):
             frequency=found["frequency"],
             monetary=found["monetary"],
             position=position,
+            stage_history=[
+                insight_pb2.StageChange(
+                    since=timestamp_out(datetime.combine(day, time.min, tzinfo=UTC)),
+                    stage=enum_out(insight_pb2.LifecycleStage, changed),
+                )
+                for day, changed in changes
+            ],
         )
         if found["r"] is not None and found["f"] is not None and found["m"] is not None:
             response.rfm.CopyFrom(insight_pb2.Rfm(r=found["r"], f=found["f"], m=found["m"]))

@@ -223,6 +223,7 @@ class GetCustomerInsightResponse(_message.Message):
     FREQUENCY_FIELD_NUMBER: _builtins.int
     MONETARY_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
+    STAGE_HISTORY_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     lifecycle_stage: Global___LifecycleStage.ValueType
     segment: Global___Segment.ValueType
@@ -257,6 +258,13 @@ class GetCustomerInsightResponse(_message.Message):
         Unset: the customer did not purchase in that window.
         """
 
+    @_builtins.property
+    def stage_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageChange]:
+        """How the lifecycle stage moved up to as_of, oldest first: each entry is
+        the UTC calendar day a stage began (from the first day Accord knows of
+        the customer) and the stage. The last entry's stage is lifecycle_stage.
+        """
+
     def __init__(
         self,
         *,
@@ -274,16 +282,44 @@ class GetCustomerInsightResponse(_message.Message):
         frequency: _builtins.int = ...,
         monetary: _builtins.str = ...,
         position: _builtins.int = ...,
+        stage_history: _abc.Iterable[Global___StageChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_recency_days", b"_recency_days", "as_of", b"as_of", "recency_days", b"recency_days", "rfm", b"rfm"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_recency_days", b"_recency_days", "as_of", b"as_of", "assigned_tier", b"assigned_tier", "clv", b"clv", "currency", b"currency", "customer_id", b"customer_id", "frequency", b"frequency", "lifecycle_stage", b"lifecycle_stage", "monetary", b"monetary", "position", b"position", "recency_days", b"recency_days", "recommended_tier", b"recommended_tier", "rfm", b"rfm", "segment", b"segment", "value_quadrant", b"value_quadrant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_recency_days", b"_recency_days", "as_of", b"as_of", "assigned_tier", b"assigned_tier", "clv", b"clv", "currency", b"currency", "customer_id", b"customer_id", "frequency", b"frequency", "lifecycle_stage", b"lifecycle_stage", "monetary", b"monetary", "position", b"position", "recency_days", b"recency_days", "recommended_tier", b"recommended_tier", "rfm", b"rfm", "segment", b"segment", "stage_history", b"stage_history", "value_quadrant", b"value_quadrant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__recency_days: _TypeAlias = _typing.Literal["recency_days"]  # noqa: Y015
     _WhichOneofArgType__recency_days: _TypeAlias = _typing.Literal["_recency_days", b"_recency_days"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__recency_days) -> _WhichOneofReturnType__recency_days | None: ...
 
 Global___GetCustomerInsightResponse: _TypeAlias = GetCustomerInsightResponse  # noqa: Y015
+
+@_typing.final
+class StageChange(_message.Message):
+    """A lifecycle stage and the day it began."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    stage: Global___LifecycleStage.ValueType
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Midnight UTC of the first day in this stage."""
+
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        stage: Global___LifecycleStage.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageChange: _TypeAlias = StageChange  # noqa: Y015
 
 @_typing.final
 class Rfm(_message.Message):
