@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Self
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.partner import PERIOD_PATTERN
 from domain.values import (
@@ -44,6 +44,14 @@ def _distinct_sorted(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(sorted(set(values)))
 
 
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL stores no NUL in text (nor ``\\u0000`` in jsonb): refused on every store alike."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    if any(isinstance(item, str) and "\x00" in item for item in items):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Code = Annotated[str, Field(min_length=1, max_length=100)]
@@ -62,6 +70,8 @@ class Command(BaseModel):
 
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     """Idempotency key: a retry with the same key returns the first result."""
+
+    _no_nul = field_validator("*", mode="before")(_without_nul)
 
 
 class AggregateCommand(Command):
@@ -163,6 +173,8 @@ class ChangeTier(AggregateCommand):
 
 class ConsentCaptureFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    _no_nul = field_validator("*", mode="before")(_without_nul)
 
     method: Code
     """How it was captured, e.g. WEB_FORM, PAPER, PHONE_RECORDING."""

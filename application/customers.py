@@ -140,12 +140,19 @@ class CustomerUseCases:
         capture = ConsentCapture(**command.capture.model_dump())
 
         def act(customer: Customer, meta: EventMeta) -> UUID:
+            effective_from = command.effective_from or meta.recorded_at
+            if command.expires_at is not None and command.expires_at <= effective_from:
+                # The command checks the order only when both are given; "now" is known here.
+                raise InvalidCommandError.single(
+                    "expires_at",
+                    "must be after effective_from (the time of recording if not given)",
+                )
             customer.grant_consent(
                 consent_id,
                 partner_id=command.partner_id,
                 purpose=command.purpose,
                 data_categories=command.data_categories,
-                effective_from=command.effective_from or meta.recorded_at,
+                effective_from=effective_from,
                 expires_at=command.expires_at,
                 capture=capture,
                 meta=meta,

@@ -262,3 +262,20 @@ def test_a_partner_id_is_not_a_customer(accord: Accord) -> None:
         accord.customers.change_tier(
             c.ChangeTier(customer_id=partner_id, to_tier="KEY", reason="x"), CTX
         )
+
+
+@pytest.mark.parametrize("field", ["request_id", "external_ref", "display_name", "industry"])
+def test_strings_holding_nul_are_refused_by_the_field(field: str) -> None:
+    """PostgreSQL stores no NUL in text (nor \\u0000 in jsonb): it failed there, as INTERNAL."""
+    with pytest.raises(ValidationError) as refused:
+        register_customer(**{field: "a\x00b"})
+    assert [e["loc"] for e in refused.value.errors()] == [(field,)]
+
+
+def test_nul_is_refused_inside_lists_and_nested_fields_too() -> None:
+    with pytest.raises(ValidationError) as labels:
+        c.RegisterPartner(external_ref="P-1", name="Acme", kind="REFERRAL", regions=("CN", "\x00"))
+    assert [e["loc"] for e in labels.value.errors()] == [("regions",)]
+    with pytest.raises(ValidationError) as capture:
+        c.ConsentCaptureFields(method="WEB\x00", source="s", evidence_ref="e", notice_version="v")
+    assert [e["loc"] for e in capture.value.errors()] == [("method",)]

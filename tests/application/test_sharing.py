@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 
 from application import commands as c
-from application.errors import DomainError, NotFoundError, Reason
+from application.errors import DomainError, InvalidCommandError, NotFoundError, Reason
 from application.service import Accord
 from domain.customer import DataShared, DataShareRefused
 from domain.sharing import ShareReason
@@ -193,3 +193,27 @@ def test_a_withdrawal_cannot_precede_its_grant(accord: Accord, clock: FakeClock)
             CTX,
         )
     assert refused.value.reason is Reason.WITHDRAWAL_BEFORE_GRANT
+
+
+def test_a_consent_expiring_before_now_without_effective_from_is_invalid(
+    accord: Accord, clock: FakeClock
+) -> None:
+    """effective_from defaults to the time of recording, so an earlier expiry is bad input.
+
+    The command checks the order only when both are given; this one reached the
+    aggregate's guard (a ValueError: INTERNAL over gRPC).
+    """
+    partner_id = active_partner(accord, clock.now())
+    customer_id = new_customer(accord)
+    before = log_position(accord)
+
+    with pytest.raises(InvalidCommandError) as refused:
+        accord.customers.grant_consent(
+            grant(customer_id, partner_id, clock.now()).model_copy(
+                update={"effective_from": None, "expires_at": clock.now() - timedelta(days=1)}
+            ),
+            CTX,
+        )
+
+    assert [v.field for v in refused.value.violations] == ["expires_at"]
+    assert log_position(accord) == before

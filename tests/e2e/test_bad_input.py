@@ -13,7 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
+from adapters.grpc.errors import MAX_VIOLATIONS
 from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_pb2
+from adapters.grpc.translate import MAX_REPEATED
 from tests.e2e.harness import Client, Served, field_violations, rpc_error, stored_event_count
 from tests.e2e.wire import active_partner, ago, register_customer
 
@@ -429,6 +431,39 @@ CASES: list[Case] = [
     ),
     ("LinkCustomer", lambda c, p, a: P.LinkCustomerRequest(partner_id=p, customer_id=c), "role"),
     ("UnlinkCustomer", lambda c, p, a: P.UnlinkCustomerRequest(partner_id=p), "customer_id"),
+    # ------------------------------------------- found by the fuzzer (tests/e2e/test_fuzz.py)
+    (  # effective_from defaults to now: was INTERNAL (the aggregate's ValueError)
+        "GrantConsent",
+        lambda c, p, a: C.GrantConsentRequest(
+            customer_id=c,
+            partner_id=p,
+            purpose=common_pb2.PURPOSE_MARKETING,
+            data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+            capture=CAPTURE,
+            expires_at=ago(days=1),
+        ),
+        "expires_at",
+    ),
+    (  # NUL: PostgreSQL refused to store it, INTERNAL
+        "UpdateCustomerProfile",
+        lambda c, p, a: C.UpdateCustomerProfileRequest(customer_id=c, industry="retail\x00"),
+        "industry",
+    ),
+    (
+        "SuspendPartner",
+        lambda c, p, a: P.SuspendPartnerRequest(partner_id=p, request_id="r\x00", reason="x"),
+        "request_id",
+    ),
+    (  # 4 MiB of these took a worker 16 s, then were accepted
+        "ShareData",
+        lambda c, p, a: C.ShareDataRequest(
+            customer_id=c,
+            partner_id=p,
+            purpose=common_pb2.PURPOSE_MARKETING,
+            data_categories=[common_pb2.DATA_CATEGORY_CONTACT] * (MAX_REPEATED + 1),
+        ),
+        "data_categories",
+    ),
 ]
 
 
@@ -514,4 +549,64 @@ def test_a_request_above_the_message_size_limit_is_refused_before_it_is_read(
         )
     )
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stored_event_count(served.store) == before
+
+
+def test_bytes_that_are_not_the_request_message_are_refused_naming_the_field(
+    served: Served, targets: tuple[str, str, str]
+) -> None:
+    """grpc answered these INTERNAL ("Exception deserializing request!") before any servicer ran."""
+    customer_id, partner_id, _ = targets
+    valid = C.GrantConsentRequest(
+        customer_id=customer_id,
+        partner_id=partner_id,
+        purpose=common_pb2.PURPOSE_MARKETING,
+        data_categories=[common_pb2.DATA_CATEGORY_CONTACT],
+        capture=CAPTURE,
+    ).SerializeToString()
+    broken = {
+        "request_id": valid + b"\x12\x02\xff\xfe",  # field 2, invalid UTF-8
+        "capture.method": valid + b"\x52\x04\x0a\x02\xff\xfe",  # field 10 { field 1 }, the same
+        "customer_id": b"\x0a\x64" + valid[:10],  # a length past the end
+        "(request)": valid + b"\x00",  # field number 0
+    }
+    channel = grpc.insecure_channel(served.address)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/accord.v1.CustomerService/GrantConsent",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    metadata = (("authorization", f"Bearer {served.tokens['writer']}"),)
+    before = stored_event_count(served.store)
+    try:
+        for field, payload in broken.items():
+            error = rpc_error(lambda: call(payload, timeout=15, metadata=metadata), field)  # noqa: B023
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, error.details())
+            assert field in field_violations(error), field
+    finally:
+        channel.close()
+    assert stored_event_count(served.store) == before
+
+
+def test_a_thousand_bad_items_are_a_short_list_of_violations(
+    served: Served, targets: tuple[str, str, str]
+) -> None:
+    """One violation per bad item made trailers the client refused (RESOURCE_EXHAUSTED, no
+    details) from a few hundred items on; past MAX_REPEATED the count alone is the violation."""
+    customer_id, _, _ = targets
+    client = served.client("writer")
+    before = stored_event_count(served.store)
+    for count, named in ((MAX_REPEATED, "contact_ids.0"), (100_000, "contact_ids")):
+        request = C.RecordInteractionRequest(
+            customer_id=customer_id,
+            kind=common_pb2.INTERACTION_KIND_CALL,
+            channel=common_pb2.CHANNEL_PHONE,
+            direction=common_pb2.DIRECTION_INBOUND,
+            occurred_at=ago(days=1),
+            contact_ids=["x"] * count,
+        )
+        error = rpc_error(lambda: client.customers.RecordInteraction(request, timeout=15))  # noqa: B023
+        violations = field_violations(error)
+        assert named in violations, violations
+        assert len(violations) <= MAX_VIOLATIONS + 1
     assert stored_event_count(served.store) == before

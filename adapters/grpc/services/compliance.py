@@ -17,6 +17,7 @@ from adapters.grpc.generated.accord.v1 import common_pb2, compliance_pb2, compli
 from adapters.grpc.services.reads import after_key, await_log, enum_filter, read_view
 from adapters.grpc.state import consent_message, consent_status
 from adapters.grpc.translate import (
+    check_repeated,
     enum_in,
     enum_out,
     instant_in,
@@ -105,6 +106,7 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
         purpose = enum_in(common_pb2.Purpose.DESCRIPTOR, request.purpose)
         if purpose is None:
             raise RpcError(invalid_field("purpose", "required"))
+        check_repeated("data_categories", len(request.data_categories))
         categories = self._categories(request.data_categories)
         at = instant_in("at", request.at) if request.HasField("at") else None
         await_log(self.accord.log, request.min_position)

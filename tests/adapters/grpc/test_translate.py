@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf.message import DecodeError
 
 from adapters.grpc.errors import RpcError
 from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_pb2
 from adapters.grpc.translate import (
+    MAX_REPEATED,
     enum_in,
     enum_out,
     fields_of,
@@ -18,6 +22,7 @@ from adapters.grpc.translate import (
     page_token_in,
     page_token_out,
     paged,
+    undecodable_request,
 )
 from domain import values
 from domain.errors import Reason
@@ -137,3 +142,50 @@ def test_an_enum_number_the_contract_lacks_is_kept_so_the_command_refuses_it() -
     data = fields_of(request)
     assert data["size"] == "unknown value 99"
     assert data["kind"] == "unknown value 77"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b"\x12\x02\xff\xfe", "request_id"),  # invalid UTF-8 in a string
+        (b"\x52\x04\x0a\x02\xff\xfe", "capture.method"),  # ... inside a nested message
+        (b"\x0a\x64ab", "customer_id"),  # a length past the end
+        (b"\x08" + b"\xff" * 11, "customer_id"),  # a varint of eleven bytes
+        (b"\x0b" * 200 + b"\x0c" * 200, "customer_id"),  # groups nested past the parser's limit
+        (b"\x3a\x02\x01\xff", "data_categories"),  # a packed enum list cut short
+        (b"\x00\x01", "(request)"),  # field number 0: no field to name
+    ],
+)
+def test_request_bytes_that_do_not_parse_are_invalid_argument_naming_the_field(
+    data: bytes, field: str
+) -> None:
+    """grpc answered these INTERNAL ("Exception deserializing request!")."""
+    with pytest.raises(DecodeError):  # the premise: the message does not parse
+        customer_pb2.GrantConsentRequest.FromString(data)
+    failure = undecodable_request("/accord.v1.CustomerService/GrantConsent", data).failure
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.message.split(":")[0] == field
+
+
+def test_repeated_fields_beyond_the_bound_are_refused_before_their_items_are_read() -> None:
+    """4 MiB of packed enum numbers took a worker 16 s to translate, then were accepted."""
+    identity = common_pb2.DATA_CATEGORY_IDENTITY
+    at_bound = customer_pb2.ShareDataRequest(data_categories=[identity] * MAX_REPEATED)
+    assert fields_of(at_bound)["data_categories"] == ("IDENTITY",) * MAX_REPEATED
+    beyond = customer_pb2.ShareDataRequest(data_categories=[identity] * (MAX_REPEATED + 1))
+    with pytest.raises(RpcError) as refused:
+        fields_of(beyond)
+    assert refused.value.failure.message.startswith("data_categories:")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        base64.urlsafe_b64encode(b"[" * 100_000).decode(),  # RecursionError: was INTERNAL
+        page_token_out({"tier": None}, "a\x00b"),  # NUL: PostgreSQL refused the query, INTERNAL
+        page_token_out({"tier": None}, "k")[:-4] + "AAAA",
+    ],
+)
+def test_page_tokens_that_are_not_ours_are_refused(token: str) -> None:
+    with pytest.raises(RpcError, match="page_token"):
+        page_token_in(token, {"tier": None})
