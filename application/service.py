@@ -43,7 +43,7 @@ class Accord:
                 clock=self.clock,
                 master_key=master_key,
             )
-        except (OperationalError, InterfaceError) as error:
+        except (OperationalError, InterfaceError, StoreUnavailableError) as error:
             raise StoreUnavailableError(f"cannot open the event store: {error}") from error
         self.executor = CommandExecutor(
             self.log, max_attempts=self.settings.max_attempts, observer=observer

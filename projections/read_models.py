@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import structlog
@@ -68,29 +68,36 @@ class ReadModels:
         """Keep the read models current until ``stop``: as the one active worker of each.
 
         On PostgreSQL each read model is advanced only by the process holding
-        its advisory lock; the others stand by and take over when it goes.
+        its advisory lock; the others stand by and take over when it goes. A
+        lock the database lost (a restart ends the session that held it) is
+        let go of and taken again, or left to the worker that took it first.
         """
-        with ExitStack() as held_locks:
-            held: set[str] = set()
-            last_try = 0.0
+        held: dict[str, AbstractContextManager[bool]] = {}
+        last_try = 0.0
 
-            def mine() -> set[str]:
-                nonlocal last_try
-                if len(held) < len(self.runner.projections) and time.monotonic() - last_try > 2:
-                    last_try = time.monotonic()
-                    for name in self.runner.projections:
-                        if name in held:
-                            continue
-                        lock = self.views.exclusive(name)
-                        if lock.__enter__():
-                            held_locks.push(lock)
-                            held.add(name)
-                            logger.info("projection_worker_active", projection=name)
-                        else:
-                            lock.__exit__(None, None, None)
-                return held
+        def mine() -> set[str]:
+            nonlocal last_try
+            if time.monotonic() - last_try > 2:
+                last_try = time.monotonic()
+                for name in [n for n in held if not self.views.holds(n)]:
+                    logger.warning("projection_worker_lock_lost", projection=name)
+                    held.pop(name).__exit__(None, None, None)
+                for name in self.runner.projections:
+                    if name in held:
+                        continue
+                    lock = self.views.exclusive(name)
+                    if lock.__enter__():
+                        held[name] = lock
+                        logger.info("projection_worker_active", projection=name)
+                    else:
+                        lock.__exit__(None, None, None)
+            return set(held)
 
+        try:
             self.runner.follow(stop, idle_wait=idle_wait, names=mine)
+        finally:
+            for lock in held.values():
+                lock.__exit__(None, None, None)
 
     def start(self) -> None:
         """Follow the log in a background thread (the server's default)."""

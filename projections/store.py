@@ -110,6 +110,14 @@ class ViewStore(Protocol):
         """Try to become the one active worker of ``name`` (True if this process is)."""
         ...
 
+    def holds(self, name: str) -> bool:
+        """Whether the ``exclusive`` hold this process took on ``name`` is still in force.
+
+        It is not once the database has lost the session that held it (a
+        restart): the worker must then let go and take it again.
+        """
+        ...
+
     def wait_for_events(self, timeout: float) -> None:
         """Block until new events may have been recorded, or ``timeout`` seconds."""
         ...

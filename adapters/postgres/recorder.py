@@ -14,6 +14,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from adapters.postgres.availability import Availability
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
 from application.personal_data import WrappedKey
 
@@ -22,6 +23,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "accord_events"
     ) -> None:
+        Availability.install(datastore)  # PostgreSQL down: fail fast; back: recover
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(datastore.schema)
         self.requests_table = SQL("{}.{}").format(schema, Identifier("accord_requests"))

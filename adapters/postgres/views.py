@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -66,6 +66,7 @@ class PostgresViewStore:
             "state": SQL("{}.{}").format(schema, Identifier("accord_view_state")),
         }
         self._listener: psycopg.Connection[Any] | None = None
+        self._locks: dict[str, psycopg.Connection[Any]] = {}
 
     def sql(self, text: str) -> Composed:
         return SQL(text).format(**self.tables)
@@ -296,11 +297,27 @@ class PostgresViewStore:
                 "SELECT pg_try_advisory_lock(%s) AS ok", (self._lock_id(name),)
             ).fetchone()
             held = bool(row and row["ok"])
+            if held:
+                self._locks[name] = conn
             try:
                 yield held
             finally:
                 if held:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_id(name),))
+                    del self._locks[name]
+                    # A session PostgreSQL lost (a restart) took its lock with it.
+                    with suppress(psycopg.Error):
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_id(name),))
+
+    def holds(self, name: str) -> bool:
+        """The lock lives as long as the session that took it: is that one still there?"""
+        conn = self._locks.get(name)
+        if conn is None:
+            return False
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
     def wait_for_events(self, timeout: float) -> None:
         """LISTEN on the events channel; the recorder NOTIFYs it with every insert."""

@@ -241,5 +241,8 @@ class SQLiteViewStore:
         # The tracking check in ``commit`` already keeps concurrent workers exactly-once.
         yield True
 
+    def holds(self, name: str) -> bool:
+        return True
+
     def wait_for_events(self, timeout: float) -> None:
         time.sleep(min(timeout, self.poll_interval))
