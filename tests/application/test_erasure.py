@@ -256,8 +256,12 @@ class _PausingKeyStore:
     def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]:
         return list(self.keys.items())
 
+    def master_key_ids(self) -> set[str]:
+        return {key.master_key_id for key in self.keys.values() if key.wrapped is not None}
+
     def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
-        raise NotImplementedError
+        self.keys.update(keys)
+        return len(keys)
 
 
 def test_a_read_in_flight_during_an_erasure_does_not_cache_the_destroyed_key() -> None:
