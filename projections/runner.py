@@ -299,9 +299,14 @@ class ProjectionRunner:
         ``names`` says, each time round, which read models this worker may
         advance (those whose lock it holds); by default all of them.
         """
-        self.rebuild_outdated(names() if names is not None else None)
+        outdated_checked = False
         while not stop.is_set():
             try:
+                # Inside the loop: a store that is down when the worker starts must not
+                # end the worker before it ever follows (it retries like any step).
+                if not outdated_checked:
+                    self.rebuild_outdated(names() if names is not None else None)
+                    outdated_checked = True
                 if self.step(names() if names is not None else None):
                     continue
             except Exception:  # keep following: the next batch retries from the tracked position

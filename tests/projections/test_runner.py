@@ -167,3 +167,35 @@ def test_reads_wait_for_the_callers_position_within_a_bound(
         assert reader.position >= written.position
     assert doc is not None
     assert doc["purchases"] == 1
+
+
+def test_a_follower_whose_store_fails_at_start_keeps_trying_and_then_follows(
+    accord: Accord,
+    clock: FakeClock,
+    make_read_models: ReadModelsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    customer_id = _busy_customer(accord, clock)
+    views = make_read_models(accord)
+    real = views.runner.rebuild_outdated
+    failures = [OSError("the store is down")]
+
+    def flaky(names: object = None) -> list[str]:
+        if failures:
+            raise failures.pop()
+        return real(names)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(views.runner, "rebuild_outdated", flaky)
+    stop = threading.Event()
+    follower = threading.Thread(target=views.runner.follow, args=(stop,), kwargs={"idle_wait": 0.1})
+    follower.start()
+    try:
+        caught_up = views.runner.wait_for("customer_summary", log_position(accord), 15.0)
+    finally:
+        stop.set()
+        follower.join(timeout=15)
+
+    assert not failures  # the failing start was tried ...
+    assert caught_up  # ... and the worker carried on to follow the log
+    with views.read("customer_summary") as reader:
+        assert customer_summary.get(reader, customer_id, views.reveal) is not None

@@ -53,8 +53,16 @@ def test_a_killed_worker_resumes_and_the_views_equal_a_rebuild(
     interrupted = 0
 
     for _ in range(6):
+        before = [views.runner.active_position(name) for name in names]
         worker = _worker(store, master_key, "--batch-size", "400")
-        time.sleep(rng.uniform(0.5, 1.5))
+        # Kill once the worker is seen making progress (its start-up time varies with the
+        # machine's load), a random moment into its work.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.poll() is None:
+            if [views.runner.active_position(name) for name in names] != before:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         positions = [views.runner.active_position(name) for name in names]
