@@ -19,6 +19,10 @@ from application.journal import Claim, RequestRecord, StoredRequest, VersionGuar
 from application.personal_data import WrappedKey
 
 
+PIPELINE_BYTES = 256 * 1024
+"""Stored bodies above this in one save are written without pipeline mode."""
+
+
 class AccordPostgresRecorder(PostgresApplicationRecorder):
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "accord_events"
@@ -83,6 +87,8 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         that would hide the conflict behind what looks like a database fault.
         Here the first error is the one raised, so a conflict stays a conflict.
         """
+        if sum(len(event.state) for event in stored_events) > PIPELINE_BYTES:
+            return self._insert_events_unpipelined(stored_events, **kwargs)
         failure: Exception | None = None
         notification_ids: Sequence[int] | None = None
         with self.datastore.get_connection() as conn:
