@@ -113,6 +113,21 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 raise failure
         return notification_ids
 
+    def _insert_events_unpipelined(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The same statements, one round trip each: for batches too large to pipeline.
+
+        psycopg's pipeline mode can deadlock on a message of several megabytes
+        (client and server each waiting to write), hanging the call for ever.
+        """
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                self._insert_events(curs, stored_events, **kwargs)
+            with conn.cursor() as curs:
+                self._insert_stored_events(curs, stored_events, **kwargs)
+                return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
