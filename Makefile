@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test check format clean protos protos-check buf-lint
+.PHONY: install run test check format clean protos protos-check buf-lint bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ run: install protos
 test: install protos-check
 	@scripts/ensure-postgres
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+## bench: the performance benchmarks, each against baselines measured in the same run
+## (docs/performance.md; never part of `make test`). BENCH_ARGS="--quick" or "--only 1 4".
+bench: install
+	@scripts/ensure-postgres
+	PYTHONPATH=. $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## check: lint, format, types (mypy --strict) and the layer contract
 check: install buf-lint protos-check
