@@ -33,6 +33,18 @@ logger = structlog.get_logger(__name__)
 A = TypeVar("A", bound=Aggregate)
 
 
+def _project(aggregate: Aggregate | None, events: Iterable[DomainEvent]) -> Aggregate | None:
+    """Apply events in order: the library's projector, without its per-event check.
+
+    The library asserts that each event matches a runtime-checkable Protocol,
+    which costs more than applying the event (about a third of every load).
+    Our events are all ``DomainEvent``s, which the mapper already guarantees.
+    """
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 class Repository(LibraryRepository[UUID]):
     """Loads from the newest usable snapshot; a stale one falls back to full replay."""
 
@@ -149,7 +161,9 @@ class EventLog(Application[UUID]):
                 )
 
     def load(self, aggregate_id: UUID, *, version: int | None = None) -> Aggregate:
-        aggregate: object = self.repository.get(aggregate_id, version=version)
+        aggregate: object = self.repository.get(
+            aggregate_id, version=version, projector_func=_project
+        )
         assert isinstance(aggregate, Aggregate)
         return aggregate
 

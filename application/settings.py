@@ -8,8 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    snapshot_interval: int = Field(default=100, ge=1)
-    """Take a snapshot every N events of an aggregate."""
+    snapshot_interval: int = Field(default=20, ge=1)
+    """Take a snapshot every N events of an aggregate.
+
+    Every command loads its aggregate: the newest snapshot plus the events
+    since. At 20 a load decodes 10 events on average, at 100 it was 50 (the
+    largest cost of a command); a small snapshot every 20 events is cheaper.
+    """
     base_currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     """All amounts are in this currency; others are refused at the command."""
     max_attempts: int = Field(default=5, ge=1, le=50)

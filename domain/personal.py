@@ -8,6 +8,7 @@ type means a new personal field cannot be added without being protected.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Final, get_args, get_origin
 
 from pydantic import BaseModel
@@ -36,8 +37,9 @@ def _marks_personal(annotation: Any) -> bool:
     return any(_marks_personal(arg) for arg in get_args(annotation))
 
 
+@cache
 def personal_fields(model: type[BaseModel]) -> frozenset[str]:
-    """Names of the fields of ``model`` that hold personal data."""
+    """Names of the fields of ``model`` that hold personal data (a class's are fixed: cached)."""
     return frozenset(
         name
         for name, info in model.model_fields.items()
