@@ -19,13 +19,14 @@ import grpc
 from adapters import cli_client, cli_log
 from adapters.demo import DemoError, DemoOptions, run_demo
 from adapters.grpc.interceptor import AccordInterceptor
+from adapters.grpc.limits import StreamSlots
 from adapters.grpc.server import ServerOptions, start_server
 from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
 from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
 from adapters.logging import configure_logging
 from adapters.metrics import Metrics, MetricsServer, start_metrics_server
 from adapters.store import StoreConfig, StoreConfigError, store_config
-from adapters.wiring import build_accord, build_read_models
+from adapters.wiring import build_accord, build_read_models, build_view_store
 from application.errors import StoreUnavailableError
 from application.personal_data import MasterKeyError
 from application.service import Accord
@@ -45,6 +46,7 @@ def _open(
 def _init(args: argparse.Namespace) -> int:
     config, app = _open(args)
     with app:
+        build_view_store(app, config).create_tables()  # the read models' tables too
         position = app.log.recorder.max_notification_id() or 0
     print(f"Accord store ready: {config.safe_url} ({config.kind}), log position {position}")
     return 0
@@ -119,6 +121,20 @@ def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
     return args.metrics_host or os.environ.get("ACCORD_METRICS_HOST") or "127.0.0.1", port
 
 
+def _max_streams(args: argparse.Namespace) -> int | None:
+    """``--max-streams`` or ``ACCORD_MAX_STREAMS``; ``None``: the default (half the workers)."""
+    given = args.max_streams or os.environ.get("ACCORD_MAX_STREAMS")
+    if not given:
+        return None
+    try:
+        limit = int(given)
+    except ValueError:
+        raise ServeError(f"the stream limit is not a whole number: {given!r}") from None
+    if limit < 1:
+        raise ServeError(f"the stream limit must be at least 1, not {limit}")
+    return limit
+
+
 def _export(
     metrics: Metrics | None, at: tuple[str, int] | None, views: ReadModels, app: Accord
 ) -> MetricsServer | None:
@@ -140,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
         authenticator = _authenticator(args)
         credentials = _credentials(args)
         metrics_at = _metrics_address(args)
+        options = ServerOptions(host=host, port=port, max_streams=_max_streams(args))
     except ServeError as error:
         print(f"accord: {error}", file=sys.stderr)
         return 2
@@ -170,11 +187,12 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         if not args.no_projections:
             views.start()
+        streams = StreamSlots(options.stream_limit)
         running = start_server(
-            ServerOptions(host=host, port=port),
+            options,
             registrations(app, views),
             SERVICE_NAMES,
-            interceptors=[AccordInterceptor(authenticator, metrics=metrics)],
+            interceptors=[AccordInterceptor(authenticator, metrics=metrics, streams=streams)],
             credentials=credentials,
         )
         security = (
@@ -404,6 +422,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _chain_hash(text: str) -> str:
+    """A digest's hash as printed by ``accord digest``: 64 hex digits, either case."""
+    value = text.strip().lower()
+    if len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value):
+        raise argparse.ArgumentTypeError("must be 64 hex digits (the hash `accord digest` printed)")
+    return value
+
+
 def _aware_datetime(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -456,6 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a non-loopback address without TLS (a proxy or mesh terminates TLS)",
     )
     serve.add_argument(
+        "--max-streams",
+        help="concurrent ReadEvents/GetAggregateHistory streams beyond which a new one is "
+        "refused with RESOURCE_EXHAUSTED ($ACCORD_MAX_STREAMS; default half the worker threads)",
+    )
+    serve.add_argument(
         "--no-projections",
         action="store_true",
         help="do not run the read models in this process (run `accord project` instead)",
@@ -470,7 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--tokens-file", help="defaults to $ACCORD_TOKENS_FILE")
     add.add_argument("--principal", required=True, help="who holds it (the events' actor)")
-    add.add_argument("--role", required=True, nargs="+", choices=ROLES, help="one or more roles")
+    add.add_argument(
+        "--role",
+        required=True,
+        nargs="+",
+        action="extend",
+        choices=ROLES,
+        help="one or more roles (--role writer reader, or --role writer --role reader)",
+    )
     add.add_argument(
         "--expires-at",
         type=_aware_datetime,
@@ -500,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the log up to a digest given earlier (exit 1 if it changed)"
     )
     verify.add_argument("--position", type=int, help="the digest's position")
-    verify.add_argument("--hash", help="the digest's hash")
+    verify.add_argument("--hash", type=_chain_hash, help="the digest's hash")
     verify.add_argument(
         "--export",
         type=Path,

@@ -139,6 +139,9 @@ class CommandExecutor:
         if (stored := self._stored(request_id)) is not None:
             return self._replay(stored, print_)
         if (taken := self._claimed(claims)) is not None:
+            # A retry racing its first attempt finds the claim that attempt made: its result.
+            if (stored := self._stored(request_id)) is not None:
+                return self._replay(stored, print_)
             raise AlreadyExistsError(kind, taken[0].key, taken[1])
         meta = self._meta(request_id, ctx)
         aggregate = build(meta)
@@ -165,16 +168,23 @@ class CommandExecutor:
         if (stored := self._stored(request_id)) is not None:
             return self._replay(stored, print_)
         for attempt in range(1, self.max_attempts + 1):
-            aggregate = self.load(kind, aggregate_id)
-            if (
-                command.expected_version is not None
-                and aggregate.version != command.expected_version
-            ):
-                raise VersionMismatchError(
-                    aggregate_id, command.expected_version, aggregate.version
-                )
-            meta = self._meta(request_id, ctx)
-            outcome = act(aggregate, meta)
+            try:
+                aggregate = self.load(kind, aggregate_id)
+                if (
+                    command.expected_version is not None
+                    and aggregate.version != command.expected_version
+                ):
+                    raise VersionMismatchError(
+                        aggregate_id, command.expected_version, aggregate.version
+                    )
+                meta = self._meta(request_id, ctx)
+                outcome = act(aggregate, meta)
+            except (DomainError, VersionMismatchError):
+                # A retry racing its first attempt may be refused by the state that attempt
+                # left (the tier it set is "unchanged"): the first result, not the refusal.
+                if (stored := self._stored(request_id)) is not None:
+                    return self._replay(stored, print_)
+                raise
             effects = outcome if isinstance(outcome, Effects) else Effects(entity_id=outcome)
             try:
                 return self._save(

@@ -60,7 +60,19 @@ def _pack(message: Message) -> any_pb2.Any:
     return packed
 
 
+MAX_VIOLATIONS = 20
+"""Violations a status lists. A status travels in trailing metadata, which clients refuse
+beyond 16 KiB (RESOURCE_EXHAUSTED, the details lost): 100k bad items of a repeated field
+must not become 100k violations."""
+
+
 def invalid(violations: list[FieldViolation]) -> Failure:
+    if len(violations) > MAX_VIOLATIONS:
+        more = len(violations) - MAX_VIOLATIONS
+        violations = [
+            *violations[:MAX_VIOLATIONS],
+            FieldViolation("(request)", f"{more} more violations not listed"),
+        ]
     bad_request = error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
@@ -77,6 +89,16 @@ def invalid_field(field: str, description: str) -> Failure:
 
 def _info(reason: str, **metadata: str) -> any_pb2.Any:
     return _pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))
+
+
+def stream_limit_reached(limit: int) -> Failure:
+    """Every stream slot is held (``adapters.grpc.limits``): retry later, or close a stream."""
+    return Failure(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"too many concurrent streams (the server allows {limit}); close one of yours, "
+        "or retry later",
+        (_info("STREAM_LIMIT", limit=str(limit)),),
+    )
 
 
 class RpcError(Exception):

@@ -2,7 +2,9 @@
 
 For each call it takes (or makes) the correlation id and returns it in the
 initial metadata, authenticates the bearer token, checks the role table,
-runs the servicer with the call's principal available to it, maps any error
+takes a stream slot for a streaming call (``adapters.grpc.limits``: refused
+with RESOURCE_EXHAUSTED when all are held), runs the servicer with the
+call's principal available to it, maps any error
 to its status with rich details, and writes one access-log line (method,
 principal, status, duration: never request content).
 """
@@ -13,6 +15,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +27,9 @@ from grpc_status import rpc_status
 
 from adapters.grpc.access import is_open, may_call, sees_personal_data
 from adapters.grpc.errors import Failure, RpcError, failure_for
+from adapters.grpc.limits import StreamSlots
 from adapters.grpc.tokens import LOCAL_ADMIN, Authenticator, Principal
+from adapters.grpc.translate import undecodable_request
 from adapters.metrics import Metrics
 from application.context import CallContext
 
@@ -66,6 +71,30 @@ def current_call() -> Call:
     return _current.get()
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """Request bytes that are not the method's message: refused as INVALID_ARGUMENT.
+
+    Left to grpc, a request that does not deserialize fails as INTERNAL ("Exception
+    deserializing request!") before the interceptor sees the call.
+    """
+
+    data: bytes
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError, or whatever else hostile bytes make the parser raise
+            return _Undecodable(data)
+
+    return parse
+
+
 def _bearer(metadata: dict[str, str]) -> str | None:
     value = metadata.get("authorization", "")
     scheme, _, token = value.partition(" ")
@@ -74,14 +103,20 @@ def _bearer(metadata: dict[str, str]) -> str | None:
 
 class AccordInterceptor(grpc.ServerInterceptor):
     def __init__(
-        self, authenticator: Authenticator | None, *, metrics: Metrics | None = None
+        self,
+        authenticator: Authenticator | None,
+        *,
+        metrics: Metrics | None = None,
+        streams: StreamSlots | None = None,
     ) -> None:
         """``None``: no tokens configured, every (loopback) caller is a local admin.
 
         ``metrics``: where each call's duration goes (by method and status code).
+        ``streams``: the slots a streaming call must hold (None: no limit).
         """
         self.authenticator = authenticator
         self.metrics = metrics
+        self.streams = streams
 
     def intercept_service(
         self,
@@ -96,13 +131,13 @@ class AccordInterceptor(grpc.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, metadata, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, metadata, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # Accord has no client-streaming RPCs yet
@@ -182,6 +217,8 @@ class AccordInterceptor(grpc.ServerInterceptor):
             try:
                 call = self._begin(method, metadata, context)
                 self._authorize(call)
+                if isinstance(request, _Undecodable):
+                    raise undecodable_request(method, request.data)
                 token = _current.set(call)
                 try:
                     return behaviour(request, context)
@@ -209,19 +246,22 @@ class AccordInterceptor(grpc.ServerInterceptor):
             try:
                 call = self._begin(method, metadata, context)
                 self._authorize(call)
-                responses = behaviour(request, context)
-                try:
-                    while True:
-                        token = _current.set(call)
-                        try:
-                            response = next(responses)
-                        except StopIteration:
-                            break
-                        finally:
-                            _current.reset(token)
-                        yield response
-                finally:
-                    responses.close()  # type: ignore[attr-defined]
+                if isinstance(request, _Undecodable):
+                    raise undecodable_request(method, request.data)
+                with self.streams.slot() if self.streams else nullcontext():
+                    responses = behaviour(request, context)
+                    try:
+                        while True:
+                            token = _current.set(call)
+                            try:
+                                response = next(responses)
+                            except StopIteration:
+                                break
+                            finally:
+                                _current.reset(token)
+                            yield response
+                    finally:
+                        responses.close()  # type: ignore[attr-defined]
             except GeneratorExit:
                 code = grpc.StatusCode.CANCELLED
                 raise

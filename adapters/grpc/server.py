@@ -25,14 +25,49 @@ stopping = threading.Event()
 """Set when the server begins a graceful stop: long-lived streams end at once, cleanly."""
 
 
+DEFAULT_WORKERS = min(32, (os.cpu_count() or 2) * 8)
+
+
+def default_max_streams(workers: int = DEFAULT_WORKERS) -> int:
+    """Half the worker threads: the other half stays free for unary calls."""
+    return max(1, workers // 2)
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 50051
-    workers: int = min(32, (os.cpu_count() or 2) * 8)
+    workers: int = DEFAULT_WORKERS
     """Threads serving calls; streams and waits hold one each, so more than cores."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     grace_seconds: float = 10.0
+    max_streams: int | None = None
+    """Concurrent long-lived streams (ReadEvents, GetAggregateHistory); None: half the workers.
+
+    A stream holds a worker thread for as long as it is open (a slow or stalled
+    reader included), so beyond this a new one is refused with RESOURCE_EXHAUSTED
+    (see ``adapters.grpc.limits``) and unary calls always find a thread.
+    """
+
+    @property
+    def stream_limit(self) -> int:
+        return (
+            self.max_streams if self.max_streams is not None else default_max_streams(self.workers)
+        )
+
+    @property
+    def threads(self) -> int:
+        """The pool: ``workers``, or more when more streams are allowed than half of them."""
+        return max(self.workers, self.stream_limit + self.workers // 2)
+
+    @property
+    def max_concurrent_rpcs(self) -> int:
+        """Calls in flight (running or queued for a thread) beyond which gRPC refuses new ones.
+
+        gRPC answers those RESOURCE_EXHAUSTED itself ("Concurrent RPC limit exceeded!"),
+        so an overload queues a bounded amount of work instead of collapsing.
+        """
+        return 4 * self.threads
 
 
 @dataclass
@@ -57,8 +92,9 @@ def start_server(
     credentials: grpc.ServerCredentials | None = None,
 ) -> RunningServer:
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="accord-rpc"),
+        futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="accord-rpc"),
         interceptors=list(interceptors),
+        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", options.max_message_bytes),

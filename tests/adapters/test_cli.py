@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+
 from adapters.store import StoreConfig
 from application.personal_data import MasterKey
+from tests.support import POSTGRES_URL
 
 
 def _accord(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -29,6 +33,27 @@ def test_init_prepares_the_store_and_says_where(store: StoreConfig, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "Accord store ready" in done.stdout
     assert store.kind in done.stdout
+    assert {
+        "accord_requests",
+        "accord_claims",
+        "accord_data_keys",
+        "accord_view_docs",
+        "accord_view_tracking",
+        "accord_view_state",
+    } <= _tables(store)
+
+
+def _tables(store: StoreConfig) -> set[str]:
+    if store.sqlite_path is not None:
+        with sqlite3.connect(store.sqlite_path) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {name for (name,) in rows}
+    with psycopg.connect(POSTGRES_URL) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (store.env["POSTGRES_SCHEMA"],),
+        ).fetchall()
+    return {name for (name,) in rows}
 
 
 def test_on_sqlite_a_master_key_file_is_made_on_first_run_for_the_owner_only(
@@ -89,3 +114,25 @@ def test_rebuilding_an_unknown_read_model_names_the_choices(tmp_path: Path) -> N
     assert "no read model 'nope'" in done.stderr
     assert "segments" in done.stderr
     assert not (tmp_path / "a.db").exists()  # refused before the store was opened
+
+
+def test_tokens_add_takes_roles_in_one_flag_or_repeated() -> None:
+    from adapters.cli import build_parser
+
+    base = ["tokens", "add", "--tokens-file", "t.toml", "--principal", "p", "--role"]
+    assert build_parser().parse_args([*base, "writer", "reader"]).role == ["writer", "reader"]
+    repeated = build_parser().parse_args([*base, "writer", "--role", "auditor"])
+    assert repeated.role == ["writer", "auditor"]
+
+
+def test_verify_takes_the_hash_in_either_case() -> None:
+    from adapters.cli import build_parser
+
+    upper = build_parser().parse_args(["verify", "--position", "3", "--hash", "AB" * 32])
+    assert upper.hash == "ab" * 32
+
+
+def test_verify_refuses_a_hash_that_is_not_64_hex_digits(tmp_path: Path) -> None:
+    done = _accord("verify", "--position", "3", "--hash", "xyz", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "64 hex digits" in done.stderr

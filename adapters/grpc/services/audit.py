@@ -6,27 +6,33 @@ type filters pushed into it) and one read of the trail, so memory is bounded
 by the batch size however long the log. Following waits for the trail in
 short, bounded steps, so a stream notices within a second that its client
 went away or its deadline is near, and sends a heartbeat when idle.
+
+A batch also ends once its events reach ``BATCH_BYTES``, so no message comes
+near the 4 MiB limit however large the events are. A slow reader is paced by
+gRPC itself: the synchronous server asks a stream's generator for its next
+batch only when the previous one has been handed to the transport, which
+HTTP/2 flow control holds while the client does not read. A stalled stream
+thus holds one batch (and its thread: see ``adapters.grpc.limits``), never
+the log (``tests/e2e/test_backpressure.py`` measures it).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
-
 from adapters.grpc import server
 from adapters.grpc.errors import RpcError, invalid
-from adapters.grpc.events import EventTranslator
+from adapters.grpc.events import Disclosure, EventTranslator
 from adapters.grpc.generated.accord.v1 import audit_pb2, audit_pb2_grpc
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log, log_position, read_wait
 from adapters.grpc.state import customer_message, partner_message
-from adapters.grpc.translate import instant_in, uuid_in
+from adapters.grpc.translate import MAX_REPEATED, instant_in, uuid_in
 from application.errors import FieldViolation, NotFoundError
 from application.service import Accord
 from domain.events import DomainEvent
@@ -36,6 +42,10 @@ from projections.store import Doc
 
 DEFAULT_BATCH = 500
 MAX_BATCH = 5000
+BATCH_BYTES = 1024 * 1024
+"""A batch ends once its events reach this size (it always holds at least one event)."""
+READ_PAGE = 100
+"""Events read from the store at a time while a batch fills."""
 HEARTBEAT_SECONDS = 5.0
 """An idle follower gets an empty, caught-up batch this often, so it knows the stream is alive."""
 POLL_SECONDS = 1.0
@@ -50,6 +60,23 @@ def _batch_size(requested: int, violations: list[FieldViolation]) -> int:
     if requested < 0:
         violations.append(FieldViolation("batch_size", "must not be negative"))
     return min(requested or DEFAULT_BATCH, MAX_BATCH)
+
+
+def _batch(messages: Iterator[audit_pb2.Event], limit: int) -> tuple[list[audit_pb2.Event], bool]:
+    """The next ``limit`` of ``messages``, fewer if they reach ``BATCH_BYTES`` first.
+
+    And whether the batch ended at a limit (more may follow) rather than at the
+    end of ``messages``. What is not taken is never made: ``messages`` is lazy,
+    so a batch reads and decrypts little more than it sends.
+    """
+    taken: list[audit_pb2.Event] = []
+    size = 0
+    for message in messages:
+        taken.append(message)
+        size += message.ByteSize()
+        if len(taken) >= limit or size >= BATCH_BYTES:
+            return taken, True
+    return taken, False
 
 
 def _not_negative(field: str, value: int, violations: list[FieldViolation]) -> None:
@@ -96,7 +123,9 @@ class _Filter:
                     "aggregate_type", f"must be one of {', '.join(sorted(aggregate_types))}"
                 )
             )
-        for index, name in enumerate(request.types):
+        if len(request.types) > MAX_REPEATED:
+            violations.append(FieldViolation("types", f"at most {MAX_REPEATED} items"))
+        for index, name in enumerate(request.types[:MAX_REPEATED]):
             if name not in registry:
                 violations.append(FieldViolation(f"types[{index}]", "not a known event type"))
         _check(violations)
@@ -199,25 +228,33 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if wanted.aggregate_id is not None:
             return self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
         head = self._trail_head()
-        notifications: Sequence[Notification] = []
-        if wanted.types != frozenset() and after < head:
-            notifications = self.log.recorder.select_notifications(
-                start=after + 1,
-                limit=wanted.batch_size,
-                stop=head,
-                topics=sorted(wanted.types or ()),
-            )
-        full = len(notifications) == wanted.batch_size
-        examined = notifications[-1].id if full else max(head, after)
-        entries = self._trail_entries([n.id for n in notifications])
         disclosure = self.translator.disclosure(show_personal=show_personal)
+        messages = self._log_messages(wanted, after, head, disclosure)
+        events, more = _batch(messages, wanted.batch_size)
+        examined = events[-1].position if more else max(head, after)
         return audit_pb2.ReadEventsResponse(
-            events=[
-                self.translator.message(n, n.id, entries[n.id], disclosure) for n in notifications
-            ],
-            position=examined,
-            caught_up=examined >= head,
+            events=events, position=examined, caught_up=examined >= head
         )
+
+    def _log_messages(
+        self, wanted: _Filter, after: int, head: int, disclosure: Disclosure
+    ) -> Iterator[audit_pb2.Event]:
+        """The events after ``after`` up to ``head`` that ``wanted`` lets pass, a page at a time."""
+        if wanted.types == frozenset():
+            return
+        page_size = min(READ_PAGE, wanted.batch_size)
+        while after < head:
+            page = self.log.recorder.select_notifications(
+                start=after + 1, limit=page_size, stop=head, topics=sorted(wanted.types or ())
+            )
+            entries = self._trail_entries([n.id for n in page])
+            for notification in page:
+                yield self.translator.message(
+                    notification, notification.id, entries[notification.id], disclosure
+                )
+            if len(page) < page_size:
+                return
+            after = page[-1].id
 
     def _aggregate_batch(
         self, wanted: _Filter, aggregate_id: UUID, after: int, show_personal: bool
@@ -233,20 +270,30 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         full = len(entries) == wanted.batch_size
         examined = entries[-1]["position"] if full else max(head, after)
         chosen = [e for e in entries if wanted.passes(e)]
-        events: list[audit_pb2.Event] = []
-        if chosen:
-            stored = self.log.recorder.select_events(
-                aggregate_id, gt=chosen[0]["version"] - 1, lte=chosen[-1]["version"]
-            )
-            by_version = {s.originator_version: s for s in stored}
-            disclosure = self.translator.disclosure(show_personal=show_personal)
-            events = [
-                self.translator.message(by_version[e["version"]], e["position"], e, disclosure)
-                for e in chosen
-            ]
+        disclosure = self.translator.disclosure(show_personal=show_personal)
+        events, more = _batch(
+            self._aggregate_messages(aggregate_id, chosen, disclosure), wanted.batch_size
+        )
+        if more and len(events) < len(chosen):
+            examined = events[-1].position
         return audit_pb2.ReadEventsResponse(
             events=events, position=examined, caught_up=examined >= head
         )
+
+    def _aggregate_messages(
+        self, aggregate_id: UUID, entries: Sequence[Doc], disclosure: Disclosure
+    ) -> Iterator[audit_pb2.Event]:
+        """The events of the trail's ``entries`` (one aggregate's, by version), a page at a time."""
+        for start in range(0, len(entries), READ_PAGE):
+            page = entries[start : start + READ_PAGE]
+            stored = self.log.recorder.select_events(
+                aggregate_id, gt=page[0]["version"] - 1, lte=page[-1]["version"]
+            )
+            by_version = {s.originator_version: s for s in stored}
+            for entry in page:
+                yield self.translator.message(
+                    by_version[entry["version"]], entry["position"], entry, disclosure
+                )
 
     # ---------------------------------------------------- GetAggregateHistory
 
@@ -275,32 +322,40 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if not versions:
             return
         self._await_trail(positions[versions[-1]])
-        show = current_call().sees_personal_data
-        for start in range(0, len(versions), size):
-            chunk = versions[start : start + size]
-            stored = self.log.recorder.select_events(aggregate_id, gt=chunk[0] - 1, lte=chunk[-1])
+        disclosure = self.translator.disclosure(show_personal=current_call().sees_personal_data)
+        messages = self._history_messages(aggregate_id, versions, positions, disclosure)
+        more = True
+        while more:
+            events, more = _batch(messages, size)
+            if events:
+                yield audit_pb2.GetAggregateHistoryResponse(events=events)
+
+    def _history_messages(
+        self,
+        aggregate_id: UUID,
+        versions: Sequence[int],
+        positions: Mapping[int, int],
+        disclosure: Disclosure,
+    ) -> Iterator[audit_pb2.Event]:
+        """The events at ``versions`` (ascending) of one aggregate, a page at a time."""
+        for start in range(0, len(versions), READ_PAGE):
+            page = versions[start : start + READ_PAGE]
+            stored = self.log.recorder.select_events(aggregate_id, gt=page[0] - 1, lte=page[-1])
             with self.read_models.read(audit_trail.NAME) as reader:
                 entries = {
                     doc["version"]: doc
                     for doc in audit_trail.events(
                         reader,
-                        after=positions[chunk[0]] - 1,
-                        limit=len(chunk),
+                        after=positions[page[0]] - 1,
+                        limit=len(page),
                         aggregate_id=str(aggregate_id),
                     )
                 }
-            disclosure = self.translator.disclosure(show_personal=show)
-            yield audit_pb2.GetAggregateHistoryResponse(
-                events=[
-                    self.translator.message(
-                        s,
-                        positions[s.originator_version],
-                        entries[s.originator_version],
-                        disclosure,
-                    )
-                    for s in stored
-                ]
-            )
+            for event in stored:
+                version = event.originator_version
+                yield self.translator.message(
+                    event, positions[version], entries[version], disclosure
+                )
 
     # --------------------------------------------------------- GetAggregateAt
 
