@@ -18,7 +18,6 @@ from adapters.postgres.availability import Availability
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
 from application.personal_data import WrappedKey
 
-
 PIPELINE_BYTES = 256 * 1024
 """Stored bodies above this in one save are written without pipeline mode."""
 
