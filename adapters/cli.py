@@ -20,7 +20,7 @@ from adapters import cli_client, cli_log
 from adapters.demo import DemoError, DemoOptions, run_demo
 from adapters.grpc.interceptor import AccordInterceptor
 from adapters.grpc.limits import StreamSlots
-from adapters.grpc.server import ServerOptions, start_server
+from adapters.grpc.server import ListenError, ServerOptions, start_server
 from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
 from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
 from adapters.logging import configure_logging
@@ -34,6 +34,9 @@ from projections import audit_trail
 from projections.catalog import all_projections
 from projections.read_models import ReadModels
 from projections.runner import Progress
+
+HEALTH_PROBE_SECONDS = 2.0
+"""How often the server asks its store whether it answers, for the health service."""
 
 
 def _open(
@@ -188,13 +191,18 @@ def _serve(args: argparse.Namespace) -> int:
         if not args.no_projections:
             views.start()
         streams = StreamSlots(options.stream_limit)
-        running = start_server(
-            options,
-            registrations(app, views),
-            SERVICE_NAMES,
-            interceptors=[AccordInterceptor(authenticator, metrics=metrics, streams=streams)],
-            credentials=credentials,
-        )
+        try:
+            running = start_server(
+                options,
+                registrations(app, views),
+                SERVICE_NAMES,
+                interceptors=[AccordInterceptor(authenticator, metrics=metrics, streams=streams)],
+                credentials=credentials,
+            )
+        except ListenError as error:
+            views.stop()
+            print(f"accord: {error}", file=sys.stderr)
+            return 2
         security = (
             f"tokens: {authenticator.path}"
             if authenticator
@@ -206,6 +214,12 @@ def _serve(args: argparse.Namespace) -> int:
             else ("TLS" if credentials else "plaintext")
         )
         stop = _stop_on_signals()  # before the banner: a SIGTERM right after it stops cleanly
+        threading.Thread(
+            target=running.follow_store,
+            args=(app.store_answers, stop, HEALTH_PROBE_SECONDS),
+            name="accord-health",
+            daemon=True,
+        ).start()
         print(
             f"Accord listening on {host}:{running.port} (store: {config.safe_url}; "
             f"{security}; {transport})",

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Self
 
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 
 from application.clock import Clock, SystemClock
 from application.compliance import ComplianceQueries
 from application.customers import CustomerUseCases
 from application.errors import StoreUnavailableError
 from application.event_log import EventLog
-from application.executor import CommandExecutor
+from application.executor import CommandExecutor, guarded
 from application.keys import KeyManagement
 from application.observer import CommandObserver
 from application.partners import PartnerUseCases
@@ -53,6 +53,14 @@ class Accord:
         self.queries = AggregateQueries(self.log, self.executor)
         self.compliance = ComplianceQueries(self.log, self.queries)
         self.keys = KeyManagement(self.log)
+
+    def store_answers(self) -> bool:
+        """Whether the event store answers now (what the server's health reports)."""
+        try:
+            guarded(self.log.recorder.max_notification_id)
+        except (StoreUnavailableError, PersistenceError):
+            return False
+        return True
 
     def close(self) -> None:
         self.log.close()

@@ -13,8 +13,11 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+logger = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Requests and responses above this are refused with RESOURCE_EXHAUSTED."""
@@ -31,6 +34,10 @@ DEFAULT_WORKERS = min(32, (os.cpu_count() or 2) * 8)
 def default_max_streams(workers: int = DEFAULT_WORKERS) -> int:
     """Half the worker threads: the other half stays free for unary calls."""
     return max(1, workers // 2)
+
+
+class ListenError(OSError):
+    """The server cannot bind its address; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,33 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    service_names: tuple[str, ...] = ()
+    """The names health is reported for ("" is the whole server)."""
+
+    def follow_store(self, probe: Callable[[], bool], stop: threading.Event, every: float) -> None:
+        """Say NOT_SERVING while the store does not answer, SERVING again when it does.
+
+        A load balancer or orchestrator asking the standard health service then
+        routes around a server whose database is gone instead of sending it
+        calls that can only fail. Runs until ``stop``; after a graceful stop
+        began, the health servicer ignores changes.
+        """
+        serving: bool | None = True
+        while not stop.wait(every):
+            try:
+                now = probe()
+            except Exception:  # a probe that cannot tell says "not serving", and is logged
+                logger.exception("health_probe_failed")
+                now = False
+            if now != serving:
+                serving = now
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if now
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in self.service_names:
+                    self.health.set(name, status)
 
     def stop(self, grace: float) -> None:
         """Refuse new calls, let the ones in flight finish (up to ``grace`` seconds)."""
@@ -109,14 +143,20 @@ def start_server(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{options.host}:{options.port}"
-    port = (
-        server.add_secure_port(address, credentials)
-        if credentials is not None
-        else server.add_insecure_port(address)
-    )
+    try:
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError:  # grpcio's way of saying the address is taken or not ours
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise ListenError(
+            f"cannot listen on {address}: the port is in use or the address is not this host's"
+        )
     server.start()
-    for name in ("", *service_names):
+    names = ("", *service_names)
+    for name in names:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, names)

@@ -48,6 +48,7 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
 from adapters.grpc.generated.accord.v1 import (
@@ -908,6 +909,41 @@ def test_a_store_whose_postgres_is_gone_fails_fast_and_recovers(cluster: Private
         when_back(lambda: new_customer(app))
         for call in calls.values():
             call()
+
+
+@pytest.mark.postgres_only
+def test_health_says_not_serving_while_postgres_is_down(
+    cluster: PrivateCluster, tmp_path: Path
+) -> None:
+    """A balancer asking the standard health service routes around a server without its store."""
+    served = serve(cluster.new_store(), tmp_path)
+    try:
+        with grpc.insecure_channel(served.address) as channel:
+            # The stub packages' types lag the generated code: used untyped.
+            health: Any = health_pb2_grpc.HealthStub(channel)
+
+            def status(service: str = "") -> int:
+                request = health_pb2.HealthCheckRequest(service=service)
+                return int(health.Check(request, timeout=5).status)
+
+            def becomes(wanted: int, within: float) -> float:
+                started = time.monotonic()
+                while status() != wanted:
+                    assert time.monotonic() - started < within, f"health never became {wanted}"
+                    time.sleep(0.1)
+                return time.monotonic() - started
+
+            assert status() == health_pb2.HealthCheckResponse.SERVING
+            with crashed(cluster):
+                down_in = becomes(health_pb2.HealthCheckResponse.NOT_SERVING, 10.0)
+                assert status("accord.v1.CustomerService") == (
+                    health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+            up_in = becomes(health_pb2.HealthCheckResponse.SERVING, RECOVERY_BOUND)
+            report("health follows the store", down_in=round(down_in, 2), up_in=round(up_in, 2))
+    finally:
+        code, _ = served.stop()
+    assert code == 0, "\n".join(served.log_lines()[-30:])
 
 
 def when_back(call: Callable[[], object]) -> None:

@@ -74,3 +74,22 @@ def test_without_tokens_the_server_refuses_to_listen_beyond_loopback(store: Stor
     _, err = server.communicate(timeout=60)
     assert server.returncode == 2
     assert "refusing to listen on 0.0.0.0" in err
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(store: StoreConfig) -> None:
+    first = _serve(store, "--port", "0")
+    try:
+        assert first.stdout is not None
+        banner = first.stdout.readline()
+        port = banner.split("127.0.0.1:")[1].split(" ")[0]
+
+        second = _serve(store, "--port", port)
+        out, err = second.communicate(timeout=60)
+
+        assert second.returncode == 2
+        assert f"accord: cannot listen on 127.0.0.1:{port}" in err
+        assert "Traceback" not in err
+        assert "Accord listening" not in out
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
