@@ -92,16 +92,16 @@ class ComplianceQueries:
         as_known_now: bool = False,
     ) -> ConsentCheck:
         now_state = self.queries.customer(customer_id)  # NotFound for an unknown customer
-        self.queries.partner(partner_id)  # likewise for an unknown partner
+        now_partner = self.queries.partner(partner_id)  # likewise for an unknown partner
         at = at or self.log.clock.now()
         position = self.log.recorder.max_notification_id() or 0
         if as_known_now:
             state: Customer | None = now_state
             erased = now_state.erased_at is not None and now_state.erased_at <= at
         else:
-            state = self._as_recorded(Customer, customer_id, at)
+            state = self._as_recorded(Customer, now_state, at)
             erased = state.erased if state is not None else False
-        partner = self._as_recorded(Partner, partner_id, at)
+        partner = self._as_recorded(Partner, now_partner, at)
         consents = state.consents if state is not None else {}
         decision = decide_share(
             consents=consents,
@@ -181,10 +181,16 @@ class ComplianceQueries:
                     )
         return found
 
-    def _as_recorded(self, kind: type[A], aggregate_id: UUID, at: datetime) -> A | None:
-        """The aggregate as recorded by ``at``; None if it did not exist yet."""
+    def _as_recorded(self, kind: type[A], current: A, at: datetime) -> A | None:
+        """The aggregate as recorded by ``at``; None if it did not exist yet.
+
+        Nothing recorded after ``at`` (a check "now", the common case): that is
+        the current state, without replaying the aggregate's whole history.
+        """
+        if current.modified_on <= at:
+            return current
         try:
-            state = self.log.load_as_of_time(aggregate_id, at)
+            state = self.log.load_as_of_time(current.id, at)
         except AggregateNotFoundError:
             return None
         return state if isinstance(state, kind) else None
