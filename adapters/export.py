@@ -29,7 +29,7 @@ from adapters.grpc.events import EventTranslator
 from application.event_log import EventLog
 from application.personal_data import is_sealed
 from domain.events import DomainEvent
-from projections.audit_trail import GENESIS, chain
+from projections.audit_trail import GENESIS, chain, envelope
 
 Progress = Callable[[int, int], None]
 """Called with (position reached, log head) after each batch."""
@@ -66,15 +66,7 @@ def _line(
     event = translator.decode(notification)
     disclosure = translator.disclosure(show_personal=include_pii)
     record: dict[str, Any] = {
-        "position": notification.id,
-        "aggregate_id": str(event.originator_id),
-        "aggregate_type": event.aggregate_type,
-        "version": event.originator_version,
-        "type": event.topic,
-        "recorded_at": event.timestamp.isoformat(),
-        "actor": event.actor,
-        "request_id": event.request_id,
-        "correlation_id": event.correlation_id,
+        **envelope(event, notification),
         "payload": json.loads(translator.payload(event, disclosure)),
         "stored": notification.state.decode("utf-8"),
         "hash": digest,

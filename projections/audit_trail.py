@@ -68,6 +68,22 @@ def summary(event: DomainEvent) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+def envelope(event: DomainEvent, notification: Notification) -> dict[str, Any]:
+    """Where an event stands in the log and who caused it: what each trail entry and
+    each export line says beside the event's own fields."""
+    return {
+        "position": notification.id,
+        "aggregate_id": str(event.originator_id),
+        "aggregate_type": event.aggregate_type,
+        "version": event.originator_version,
+        "type": event.topic,
+        "recorded_at": event.timestamp.isoformat(),
+        "actor": event.actor,
+        "request_id": event.request_id,
+        "correlation_id": event.correlation_id,
+    }
+
+
 class AuditTrail:
     name: ClassVar[str] = NAME
     version: ClassVar[int] = 1
@@ -79,19 +95,7 @@ class AuditTrail:
         docs.put(
             "event",
             event_key(notification.id),
-            {
-                "position": notification.id,
-                "aggregate_id": str(event.originator_id),
-                "aggregate_type": event.aggregate_type,
-                "version": event.originator_version,
-                "type": event.topic,
-                "recorded_at": event.timestamp.isoformat(),
-                "actor": event.actor,
-                "request_id": event.request_id,
-                "correlation_id": event.correlation_id,
-                "summary": summary(event),
-                "hash": digest,
-            },
+            {**envelope(event, notification), "summary": summary(event), "hash": digest},
             group=str(event.originator_id),
         )
         docs.put(*HEAD, {"position": notification.id, "hash": digest})
