@@ -227,7 +227,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
         if exporter is not None:  # after the banner: the first line says where gRPC listens
             print(f"Accord metrics on {exporter.url}", flush=True)
-        stop.wait()
+        # Wake now and then: a signal delivered to another thread runs its handler only
+        # when the main thread runs again, and a wait without a timeout may never return.
+        while not stop.wait(0.5):
+            pass
         running.stop(ServerOptions().grace_seconds)
         views.stop()
         if exporter is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -327,7 +328,10 @@ class PostgresViewStore:
             for _ in self._listener.notifies(timeout=timeout, stop_after=1):
                 pass
         except psycopg.Error:
+            # PostgreSQL is not answering (a refused connection fails at once): wait as
+            # long as asked instead of returning, or a follower with nothing to do spins.
             self._listener = None
+            time.sleep(timeout)
 
     def _connect_listener(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)

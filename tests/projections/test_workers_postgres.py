@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from adapters.store import StoreConfig
 from adapters.wiring import build_accord, build_read_models
@@ -47,3 +48,17 @@ def test_only_one_worker_at_a_time_holds_a_read_model(
                 assert other  # locks are per read model
         with second.views.exclusive("segments") as now_free:
             assert now_free
+
+
+def test_a_follower_whose_postgres_refuses_connections_waits_instead_of_spinning(
+    postgres: StoreConfig, master_key: MasterKey
+) -> None:
+    # A refused connection fails at once; a follower with nothing to do would loop on it.
+    with build_accord(postgres, master_key=master_key) as app:
+        views = build_read_models(app, postgres)
+        views.views.conninfo = "host=127.0.0.1 port=1 dbname=none connect_timeout=1"  # type: ignore[attr-defined]
+
+        started = time.monotonic()
+        views.views.wait_for_events(0.5)
+
+        assert time.monotonic() - started >= 0.45
