@@ -366,14 +366,24 @@ def test_audit_tail_lists_exactly_my_events_as_json_lines_and_as_rows(
     assert [e["position"] for e in filtered.lines()] == [bought.position]
 
 
+WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('adapters.cli', run_name='__main__', alter_sys=True)"
+)
+"""`accord` with Ctrl-C live even if this test was started with SIGINT ignored (a background
+shell does that). Set after exec, not in a ``preexec_fn``: forking this multi-threaded
+process to run Python before exec let gRPC's fork handlers restart a poller whose file
+descriptors the child then closed, and the child aborted now and then."""
+
+
 def test_audit_tail_follows_new_events_until_interrupted(served: Served, writer: Client) -> None:
     start = register_customer(writer).position + 1
     token = served.tokens["auditor"]
     follower = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "adapters.cli",
+            "-c",
+            WITH_CTRL_C,
             "audit",
             "tail",
             "--follow",
@@ -386,17 +396,28 @@ def test_audit_tail_follows_new_events_until_interrupted(served: Served, writer:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # a background shell may start us with SIGINT ignored; a user's Ctrl-C is not
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     guard = threading.Timer(30, follower.kill)  # a hung follower fails the test, not the run
     guard.start()
     try:
         assert follower.stdout is not None
         recorded = purchase(writer, register_customer(writer).customer_id)
-        first, second = json.loads(follower.stdout.readline()), None
+
+        def following() -> dict[str, Any]:
+            assert follower.stdout is not None
+            assert follower.stderr is not None
+            line = follower.stdout.readline()
+            if not line:  # the follower ended: say how, rather than fail to parse nothing
+                follower.wait(timeout=10)
+                raise AssertionError(
+                    f"the follower ended (exit {follower.returncode}): {follower.stderr.read()}"
+                )
+            event: dict[str, Any] = json.loads(line)
+            return event
+
+        first, second = following(), None
         while first["position"] < recorded.position:  # the registration comes first
-            first, second = json.loads(follower.stdout.readline()), first
+            first, second = following(), first
         follower.send_signal(signal.SIGINT)
         out, err = follower.communicate(timeout=20)
     finally:
