@@ -24,6 +24,7 @@ from application.service import Accord
 from domain.aggregate import EventMeta
 from domain.customer import Customer
 from domain.values import Channel, Direction, InteractionKind
+from tests import builders
 
 CTX = CallContext(actor="bench-loader", correlation_id="bench")
 SPAN = timedelta(days=3 * 365)
@@ -59,38 +60,13 @@ def register_customer(app: Accord, name: str = "Hangzhou Lakeside Trading Co.") 
 
 
 def active_partner(app: Accord) -> UUID:
-    """A partner that may receive data: evaluated, under a confidential agreement, active."""
-    now = app.clock.now()
-    partner_id = app.partners.register(
-        c.RegisterPartner(
-            external_ref=f"BENCH-P-{uuid4().hex[:12]}",
-            name="Westlake Logistics",
-            kind="JOINT_VENTURE",
-            regions=["EAST"],
-            capabilities=["DELIVERY"],
-        ),
-        CTX,
-    ).aggregate_id
-    app.partners.evaluate(
-        c.EvaluatePartner(
-            partner_id=partner_id, strength=80, reputation=75, business_fit=70, data_protection=90
-        ),
-        CTX,
+    """A partner that may receive the benchmarks' shares (marketing, purchase history)."""
+    return builders.active_partner(
+        app,
+        app.clock.now(),
+        purposes=("MARKETING", "JOINT_SERVICE"),
+        categories=("IDENTITY", "CONTACT", "PURCHASE_HISTORY"),
     )
-    app.partners.sign_agreement(
-        c.SignAgreement(
-            partner_id=partner_id,
-            kind="COOPERATION",
-            effective_from=now - timedelta(days=1),
-            confidentiality=True,
-            permitted_purposes=["MARKETING", "JOINT_SERVICE"],
-            permitted_data_categories=["IDENTITY", "CONTACT", "PURCHASE_HISTORY"],
-            document_sha256="a" * 64,
-        ),
-        CTX,
-    )
-    app.partners.activate(c.ActivatePartner(partner_id=partner_id, reason="approved"), CTX)
-    return partner_id
 
 
 def grant_consent(app: Accord, customer_id: UUID, partner_id: UUID) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -59,7 +60,13 @@ def new_customer(app: Accord, **overrides: Any) -> UUID:
     return app.customers.register(register_customer(**overrides), CTX).aggregate_id
 
 
-def active_partner(app: Accord, now: datetime) -> UUID:
+def active_partner(
+    app: Accord,
+    now: datetime,
+    *,
+    purposes: Sequence[str] = ("JOINT_SERVICE",),
+    categories: Sequence[str] = ("IDENTITY", "CONTACT"),
+) -> UUID:
     """A partner that may receive data: evaluated, under a confidential agreement, active."""
     partner_id = app.partners.register(register_partner(), CTX).aggregate_id
     app.partners.evaluate(
@@ -74,8 +81,8 @@ def active_partner(app: Accord, now: datetime) -> UUID:
             kind="COOPERATION",
             effective_from=now - timedelta(days=1),
             confidentiality=True,
-            permitted_purposes=["JOINT_SERVICE"],
-            permitted_data_categories=["IDENTITY", "CONTACT"],
+            permitted_purposes=list(purposes),
+            permitted_data_categories=list(categories),
             document_sha256=SHA,
         ),
         CTX,
