@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     RecordConflictError,
 )
 
+from application.aggregate_cache import AggregateCache
 from application.commands import AggregateCommand, Command
 from application.context import CallContext
 from application.errors import (
@@ -63,10 +64,17 @@ Act = Callable[[A, EventMeta], "UUID | Effects | None"]
 
 class CommandExecutor:
     def __init__(
-        self, log: EventLog, *, max_attempts: int = 5, observer: CommandObserver | None = None
+        self,
+        log: EventLog,
+        *,
+        max_attempts: int = 5,
+        observer: CommandObserver | None = None,
+        cache_size: int = 10_000,
     ) -> None:
+        """``cache_size``: how many aggregates stay in memory between commands (0: none)."""
         self.log = log
         self.max_attempts = max_attempts
+        self.cache = AggregateCache(cache_size)
         self.observer: CommandObserver = observer or NoObserver()
 
     def create(
@@ -164,21 +172,13 @@ class CommandExecutor:
         aggregate_id: UUID,
         act: Act[A],
     ) -> CommandResult:
+        # No journal lookup up front: a request id used before makes the save
+        # conflict on the journal, and the first result is found then. That
+        # saves a round trip on every command and costs one only on a retry.
         request_id, print_ = self._keys(command, ctx)
-        if (stored := self._stored(request_id)) is not None:
-            return self._replay(stored, print_)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                aggregate = self.load(kind, aggregate_id)
-                if (
-                    command.expected_version is not None
-                    and aggregate.version != command.expected_version
-                ):
-                    raise VersionMismatchError(
-                        aggregate_id, command.expected_version, aggregate.version
-                    )
-                meta = self._meta(request_id, ctx)
-                outcome = act(aggregate, meta)
+                aggregate, outcome = self._decide(command, kind, aggregate_id, request_id, ctx, act)
             except (DomainError, VersionMismatchError):
                 # A retry racing its first attempt may be refused by the state that attempt
                 # left (the tier it set is "unchanged"): the first result, not the refusal.
@@ -208,6 +208,52 @@ class CommandExecutor:
                 if attempt < self.max_attempts:
                     self.observer.retry(command)
         raise ConcurrencyConflictError(aggregate_id, self.max_attempts)
+
+    def _decide(
+        self,
+        command: AggregateCommand,
+        kind: type[A],
+        aggregate_id: UUID,
+        request_id: str,
+        ctx: CallContext,
+        act: Act[A],
+    ) -> tuple[A, UUID | Effects | None]:
+        """Decide on the cached aggregate; a refusal is decided again on the stored one.
+
+        A cached copy can be stale (another process wrote since). A stale
+        acceptance is caught by the save (it conflicts); a stale refusal would
+        not be, so no refusal is reported before the stored state confirms it.
+        """
+        aggregate, cached = self._checkout(kind, aggregate_id)
+        try:
+            return aggregate, self._act(command, aggregate, request_id, ctx, act)
+        except (DomainError, VersionMismatchError):
+            if not cached:
+                raise
+        aggregate = self.load(kind, aggregate_id)
+        return aggregate, self._act(command, aggregate, request_id, ctx, act)
+
+    def _act(
+        self,
+        command: AggregateCommand,
+        aggregate: A,
+        request_id: str,
+        ctx: CallContext,
+        act: Act[A],
+    ) -> UUID | Effects | None:
+        if command.expected_version is not None and aggregate.version != command.expected_version:
+            raise VersionMismatchError(aggregate.id, command.expected_version, aggregate.version)
+        return act(aggregate, self._meta(request_id, ctx))
+
+    def _checkout(self, kind: type[A], aggregate_id: UUID) -> tuple[A, bool]:
+        """The aggregate, from the cache if it is there (and whether it was)."""
+        cached = self.cache.take(aggregate_id)
+        if cached is None:
+            return self.load(kind, aggregate_id), False
+        if not isinstance(cached, kind):
+            self.cache.give_back(cached)
+            raise NotFoundError(kind.type_name, aggregate_id)
+        return cached, True
 
     def load(self, kind: type[A], aggregate_id: UUID) -> A:
         try:
@@ -287,20 +333,27 @@ class CommandExecutor:
                 destroy_keys=effects.destroy_keys,
             )
         )
+        result = CommandResult(
+            aggregate.id, aggregate.version, recordings[-1].notification.id, effects.entity_id
+        )
         for customer_id in effects.destroy_keys:
             self.log.forget_data_key(customer_id)
-        position = recordings[-1].notification.id
+            self.cache.discard(customer_id)
+        if not effects.destroy_keys:
+            # Given back last: from here on another command may take it and change it.
+            # An erased customer is not kept, so no plaintext stays behind in memory.
+            self.cache.give_back(aggregate)
         logger.info(
             "command_recorded",
             command=type(command).__name__,
             aggregate_type=kind,
-            aggregate_id=str(aggregate.id),
-            version=aggregate.version,
-            position=position,
+            aggregate_id=str(result.aggregate_id),
+            version=result.version,
+            position=result.position,
             events=len(recordings),
         )
         self.observer.recorded(command, len(recordings))
-        return CommandResult(aggregate.id, aggregate.version, position, effects.entity_id)
+        return result
 
 
 def guarded(call: Callable[[], T]) -> T:

@@ -46,7 +46,10 @@ class Accord:
         except (OperationalError, InterfaceError, StoreUnavailableError) as error:
             raise StoreUnavailableError(f"cannot open the event store: {error}") from error
         self.executor = CommandExecutor(
-            self.log, max_attempts=self.settings.max_attempts, observer=observer
+            self.log,
+            max_attempts=self.settings.max_attempts,
+            observer=observer,
+            cache_size=self.settings.aggregate_cache_size,
         )
         self.customers = CustomerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)

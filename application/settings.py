@@ -19,3 +19,10 @@ class Settings(BaseModel):
     """All amounts are in this currency; others are refused at the command."""
     max_attempts: int = Field(default=5, ge=1, le=50)
     """How often a command is decided again after losing a version race."""
+    aggregate_cache_size: int = Field(default=10_000, ge=0)
+    """How many aggregates a process keeps in memory between commands (0: none).
+
+    A command on a cached aggregate skips the load (snapshot and events read
+    and decoded). Safe with other writers: a stale copy makes the save
+    conflict and the command is decided again from the store.
+    """

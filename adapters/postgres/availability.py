@@ -42,6 +42,8 @@ PROBE_TIMEOUT_SECONDS = 2
 """A probe's connect timeout (libpq's minimum); a refused connection fails at once."""
 RECONNECT_SECONDS = 5.0
 """How long the pool keeps reconnecting a lost connection in the background before it gives up."""
+FRESH_SECONDS = 1.0
+"""A connection given back this recently is handed out again without a pre-ping."""
 
 
 class StoreDownError(StoreUnavailableError, PersistenceError):
@@ -78,7 +80,36 @@ class Availability:
         availability.pool.reconnect_timeout = min(
             availability.pool.reconnect_timeout, RECONNECT_SECONDS
         )
+        availability.install_pre_ping()
         return availability
+
+    def install_pre_ping(self) -> None:
+        """Pre-ping only connections idle for a while, not one just used successfully.
+
+        A pre-ping is a round trip on every checkout, and a command checks
+        out a connection several times: it cost more than the statements.
+        A connection given back less than ``FRESH_SECONDS`` ago worked then;
+        if the server went away since, the statement fails (reads are retried
+        by the library, a write is reported unavailable and may be retried by
+        its caller under the same request id) and the probe above takes over.
+        """
+        check = self.pool._check
+        if check is None:
+            return
+        returned: dict[int, float] = {}
+        putconn = self.pool.putconn
+
+        def stamped_putconn(conn: Any) -> None:
+            returned[id(conn)] = time.monotonic()
+            putconn(conn)
+
+        def check_if_idle(conn: Any) -> None:
+            last = returned.pop(id(conn), None)
+            if last is None or time.monotonic() - last >= FRESH_SECONDS:
+                check(conn)
+
+        self.pool.putconn = stamped_putconn  # type: ignore[method-assign]
+        self.pool._check = check_if_idle
 
     def getconn(self, timeout: float | None = None) -> Any:
         """The pool's ``getconn``, failing fast when the server is unreachable."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -14,12 +16,55 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from adapters.group_commit import GroupCommit
 from adapters.postgres.availability import Availability
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
 from application.personal_data import WrappedKey
 
 PIPELINE_BYTES = 256 * 1024
-"""Stored bodies above this in one save are written without pipeline mode."""
+"""Stored bodies above this in one transaction are written without pipeline mode."""
+
+
+@dataclass(frozen=True)
+class Save:
+    """One ``insert_events`` call: its events and what its command writes beside them."""
+
+    events: tuple[StoredEvent, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return sum(len(event.state) for event in self.events)
+
+    @property
+    def request(self) -> RequestRecord | None:
+        request: RequestRecord | None = self.options.get("request")
+        return request
+
+    @property
+    def claims(self) -> Sequence[Claim]:
+        claims: Sequence[Claim] = self.options.get("claims", ())
+        return claims
+
+    @property
+    def guards(self) -> Sequence[VersionGuard]:
+        guards: Sequence[VersionGuard] = self.options.get("guards", ())
+        return guards
+
+    @property
+    def destroy_keys(self) -> Sequence[UUID]:
+        keys: Sequence[UUID] = self.options.get("destroy_keys", ())
+        return keys
+
+
+def _split(ids: Sequence[int], saves: Sequence[Save]) -> list[Sequence[int]]:
+    """The notification ids of one shared insert, handed back save by save, in order."""
+    out: list[Sequence[int]] = []
+    start = 0
+    for save in saves:
+        out.append(ids[start : start + len(save.events)])
+        start += len(save.events)
+    return out
 
 
 class AccordPostgresRecorder(PostgresApplicationRecorder):
@@ -28,6 +73,9 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
     ) -> None:
         Availability.install(datastore)  # PostgreSQL down: fail fast; back: recover
         super().__init__(datastore, events_table_name=events_table_name)
+        self.group_commit: GroupCommit[Save, Sequence[int]] = GroupCommit(
+            self._write_saves, self._write_alone
+        )
         schema = Identifier(datastore.schema)
         self.requests_table = SQL("{}.{}").format(schema, Identifier("accord_requests"))
         self.claims_table = SQL("{}.{}").format(schema, Identifier("accord_claims"))
@@ -75,78 +123,150 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 ).format(self.expect_version, self.events_table),
             ]
         )
+        self.append_function = SQL("{}.{}").format(schema, Identifier("accord_append"))
+        event_type = SQL("{}.{}").format(schema, Identifier(self.stored_event_type_name))
+        self.sql_create_statements.append(
+            # The common save in one statement: no claims, guards or erasures. Executed
+            # alone (autocommit), so the whole transaction is one round trip.
+            SQL(
+                "CREATE OR REPLACE FUNCTION {function}("
+                "events {event_type}[], request_ids text[], fingerprints text[], "
+                "aggregate_ids uuid[], versions bigint[], entity_ids uuid[]) "
+                "RETURNS SETOF bigint LANGUAGE plpgsql AS $$ "
+                "BEGIN "
+                "SET LOCAL lock_timeout = '{lock_timeout}s'; "
+                "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+                "NOTIFY {channel}; "
+                "INSERT INTO {requests} SELECT * FROM unnest("
+                "request_ids, fingerprints, aggregate_ids, versions, entity_ids); "
+                "RETURN QUERY INSERT INTO {events} "
+                "(originator_id, originator_version, topic, state) "
+                "SELECT originator_id, originator_version, topic, state FROM unnest(events) "
+                "RETURNING notification_id; "
+                "END $$"
+            ).format(
+                function=self.append_function,
+                event_type=event_type,
+                lock_timeout=SQL(str(int(datastore.lock_timeout))),
+                events=self.events_table,
+                channel=Identifier(self.channel_name),
+                requests=self.requests_table,
+            )
+        )
+        self.append_statement = SQL(
+            "SELECT notification_id FROM {}(%s, %s::text[], %s::text[], %s::uuid[], "
+            "%s::bigint[], %s::uuid[]) AS notification_id"
+        ).format(self.append_function)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """The library's pipelined insert, keeping the first error when the pipeline aborts.
+        """Write one save (events and journal), sharing a transaction with concurrent saves.
 
-        When a statement fails (a duplicate version or request id: a conflict),
-        psycopg may raise ``PipelineAborted`` while leaving the transaction, and
-        that would hide the conflict behind what looks like a database fault.
-        Here the first error is the one raised, so a conflict stays a conflict.
+        A save too large to pipeline is written on its own (it would also make
+        everyone queued behind it wait for its transfer).
         """
-        if sum(len(event.state) for event in stored_events) > PIPELINE_BYTES:
-            return self._insert_events_unpipelined(stored_events, **kwargs)
+        if not stored_events:
+            return []
+        save = Save(tuple(stored_events), kwargs)
+        if save.size > PIPELINE_BYTES:
+            return self._write_alone(save)
+        return self.group_commit.submit(save)
+
+    def _write_alone(self, save: Save) -> Sequence[int]:
+        [ids] = self._write_saves([save])
+        return ids
+
+    def _write_saves(self, saves: Sequence[Save]) -> list[Sequence[int]]:
+        """One transaction: the table lock, every event, then every journal entry.
+
+        The library's statements go first (the lock, then the events); ours
+        follow, so guards are checked under the lock (no insert can commit
+        between check and write). Statements are pipelined unless the bodies
+        are large: psycopg's pipeline mode can deadlock on a message of several
+        megabytes (client and server each waiting to write). When a statement
+        fails, psycopg may raise ``PipelineAborted`` while leaving the
+        transaction, which would hide a conflict behind what looks like a
+        database fault; the first error is the one raised, so a conflict stays
+        a conflict.
+        """
+        events = [event for save in saves for event in save.events]
+        if events and not any(save.claims or save.guards or save.destroy_keys for save in saves):
+            return _split(self._append(saves, events), saves)
+        pipelined = sum(save.size for save in saves) <= PIPELINE_BYTES
         failure: Exception | None = None
-        notification_ids: Sequence[int] | None = None
+        ids: Sequence[int] | None = None
         with self.datastore.get_connection() as conn:
             try:
-                with conn.pipeline() as pipeline, conn.transaction():
-                    with conn.cursor() as curs:
-                        self._insert_events(curs, stored_events, **kwargs)
-                    if stored_events:
-                        with conn.cursor() as curs:
-                            try:
-                                self._insert_stored_events(curs, stored_events, **kwargs)
-                                pipeline.sync()
-                                notification_ids = self._fetch_ids_after_insert_events(
-                                    curs, stored_events, **kwargs
-                                )
-                            except psycopg.Error as error:
-                                failure = error
+                with (
+                    conn.pipeline() if pipelined else nullcontext() as pipeline,
+                    conn.transaction(),
+                    conn.cursor() as curs,
+                ):
+                    try:
+                        if events:
+                            super()._insert_stored_events(curs, events)
+                        with conn.cursor() as extra:
+                            self._write_journals(extra, saves)
+                        if pipeline is not None:
+                            pipeline.sync()
+                        if events:
+                            ids = self._fetch_ids_after_insert_events(curs, events)
+                    except psycopg.Error as error:
+                        failure = error
+                        raise
             except psycopg.errors.PipelineAborted:
                 if failure is None:
                     raise
             if failure is not None:
                 raise failure
-        return notification_ids
+        return _split(ids or [], saves)
 
-    def _insert_events_unpipelined(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        """The same statements, one round trip each: for batches too large to pipeline.
+    def _append(self, saves: Sequence[Save], events: Sequence[StoredEvent]) -> list[int]:
+        """Events and request records in one statement: lock, insert, commit in one round trip."""
+        requests = [save.request for save in saves if save.request is not None]
+        params = (
+            [
+                self.construct_pg_stored_event(
+                    e.originator_id, e.originator_version, e.topic, e.state
+                )
+                for e in events
+            ],
+            [r.request_id for r in requests],
+            [r.fingerprint for r in requests],
+            [r.aggregate_id for r in requests],
+            [r.version for r in requests],
+            [r.entity_id for r in requests],
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.append_statement, params, prepare=True)
+            return [row["notification_id"] for row in curs.fetchall()]
 
-        psycopg's pipeline mode can deadlock on a message of several megabytes
-        (client and server each waiting to write), hanging the call for ever.
+    def _write_journals(self, curs: Cursor[DictRow], saves: Sequence[Save]) -> None:
+        """Request records in one statement; the rarer claims, erasures and guards one by one.
+
+        Not prepared: a prepared statement queued behind a failed one is never
+        created on the server, yet psycopg would believe it was, and the
+        connection's next use of it would fail.
         """
-        with self.datastore.get_connection() as conn, conn.transaction():
-            with conn.cursor() as curs:
-                self._insert_events(curs, stored_events, **kwargs)
-            with conn.cursor() as curs:
-                self._insert_stored_events(curs, stored_events, **kwargs)
-                return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """Write the journal beside the events, in the library's pipelined transaction.
-
-        The library's statements go first: the table lock, then the events. Ours
-        follow, so the guards are checked under the lock (no insert can commit
-        between check and write), and any failure of ours comes last in the
-        pipeline. They are not prepared: a prepared statement queued behind a
-        failed one is never created on the server, yet psycopg would believe it
-        was, and the connection's next use of it would fail.
-        """
-        request: RequestRecord | None = kwargs.get("request")
-        claims: Sequence[Claim] = kwargs.get("claims", ())
-        guards: Sequence[VersionGuard] = kwargs.get("guards", ())
-        destroy_keys: Sequence[UUID] = kwargs.get("destroy_keys", ())
-        super()._insert_stored_events(curs, stored_events, **kwargs)
-        # A cursor of our own: the library reads the new notification ids from ``curs``.
-        with curs.connection.cursor() as extra:
-            self._write_journal(extra, request, claims, destroy_keys, guards)
+        requests = [save.request for save in saves if save.request is not None]
+        if requests:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} SELECT * FROM unnest("
+                    "%s::text[], %s::text[], %s::uuid[], %s::bigint[], %s::uuid[])"
+                ).format(self.requests_table),
+                (
+                    [r.request_id for r in requests],
+                    [r.fingerprint for r in requests],
+                    [r.aggregate_id for r in requests],
+                    [r.version for r in requests],
+                    [r.entity_id for r in requests],
+                ),
+                prepare=False,
+            )
+        for save in saves:
+            self._write_journal(curs, None, save.claims, save.destroy_keys, save.guards)
 
     def _write_journal(
         self,

@@ -20,6 +20,12 @@ from tests.conftest import AccordFactory
 
 TRIALS = 200
 SHARERS = 3
+RACING = Settings(max_attempts=20, aggregate_cache_size=0)
+"""Without the aggregate cache every contender loads from the store, so both orders happen.
+
+With it, the rival (which, unlike a share, loads nothing else) takes the cached
+aggregate and wins nearly every time: the race would only go one way.
+"""
 
 
 def _race(
@@ -49,7 +55,7 @@ def _positions_by_topic(app: Accord, aggregate_id: UUID) -> list[tuple[int, obje
 
 
 def test_no_share_is_recorded_after_a_concurrent_withdrawal(make_accord: AccordFactory) -> None:
-    app = make_accord(settings=Settings(max_attempts=20))
+    app = make_accord(settings=RACING)
     partner_id = active_partner(app, app.clock.now())
     refused_after_withdrawal = shared_before_withdrawal = 0
 
@@ -77,7 +83,7 @@ def test_no_share_is_recorded_after_a_concurrent_withdrawal(make_accord: AccordF
 def test_no_share_is_recorded_after_a_concurrent_partner_suspension(
     make_accord: AccordFactory,
 ) -> None:
-    app = make_accord(settings=Settings(max_attempts=20))
+    app = make_accord(settings=RACING)
     trials = TRIALS // 4
     shared = refused = 0
     for _ in range(trials):

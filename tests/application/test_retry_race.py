@@ -1,15 +1,18 @@
 """A retry racing its own first attempt returns the first result, never a refusal.
 
-A retry looks its request id up first; when the first attempt commits just
-after that look-up, the retry decides against the state the first attempt
-left, and is refused by it (the tier it set is "unchanged", the external
-reference it claimed is "taken"). Found by ``bench/soak.py`` (two sends of one
-request at once); here the interleaving is forced, so it happens every time.
+A creation looks its request id up first; when the first attempt commits just
+after that look-up, the retry is refused by the state the first attempt left
+(the external reference it claimed is "taken"). An update does not look up
+first: it decides and saves, and the first attempt may commit in between, or
+before the decision, which is then refused (the tier it set is "unchanged").
+Found by ``bench/soak.py`` (two sends of one request at once); here each
+interleaving is forced, so it happens every time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,7 +20,9 @@ from application import commands as c
 from application.journal import StoredRequest
 from application.results import CommandResult
 from application.service import Accord
+from application.settings import Settings
 from tests.builders import CTX, log_position, new_customer, register_customer
+from tests.conftest import AccordFactory
 
 
 def race(
@@ -41,16 +46,56 @@ def race(
     return done
 
 
-def test_an_update_retry_refused_by_its_first_attempts_state_returns_the_first_result(
+def race_save(
+    accord: Accord, monkeypatch: pytest.MonkeyPatch, first_attempt: Callable[[], CommandResult]
+) -> list[CommandResult]:
+    """Run ``first_attempt`` to completion between the next decision and its save."""
+    log = accord.log
+    real = log.save
+    done: list[CommandResult] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if not done and not racing.busy:  # type: ignore[attr-defined]
+            racing.busy = True  # type: ignore[attr-defined]
+            done.append(first_attempt())
+        return real(*args, **kwargs)
+
+    racing.busy = False  # type: ignore[attr-defined]
+    monkeypatch.setattr(log, "save", racing)
+    return done
+
+
+def test_an_update_retry_whose_first_attempt_commits_before_its_save_returns_the_first_result(
     accord: Accord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     customer_id = new_customer(accord)
     command = c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="x", request_id="r-1")
-    first = race(accord, monkeypatch, lambda: accord.customers.change_tier(command, CTX))
+    first = race_save(accord, monkeypatch, lambda: accord.customers.change_tier(command, CTX))
 
     retry = accord.customers.change_tier(command, CTX)
 
     [recorded] = first
+    assert not recorded.replayed
+    assert retry.replayed
+    assert (retry.aggregate_id, retry.version, retry.position) == (
+        recorded.aggregate_id,
+        recorded.version,
+        recorded.position,
+    )
+    assert log_position(accord) == recorded.position
+
+
+@pytest.mark.parametrize("cache_size", [0, 100])
+def test_an_update_retry_refused_by_its_first_attempts_state_returns_the_first_result(
+    make_accord: AccordFactory, cache_size: int
+) -> None:
+    accord = make_accord(settings=Settings(aggregate_cache_size=cache_size))
+    customer_id = new_customer(accord)
+    command = c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="x", request_id="r-1")
+    recorded = accord.customers.change_tier(command, CTX)
+
+    retry = accord.customers.change_tier(command, CTX)  # decided on KEY: "unchanged"
+
     assert not recorded.replayed
     assert retry.replayed
     assert (retry.aggregate_id, retry.version, retry.position) == (

@@ -1,0 +1,159 @@
+"""The aggregate cache: commands skip the load, yet never decide on a state nobody saved.
+
+Two applications over one store stand for two processes: each caches what it
+saved, so each one's copy goes stale when the other writes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from application import commands as c
+from application.aggregate_cache import AggregateCache
+from application.errors import NotFoundError
+from domain.customer import Customer, PersonalDataErased, TierChanged
+from domain.errors import DomainError
+from domain.partner import Partner
+from tests.builders import CTX, log_position, new_customer, purchase
+from tests.conftest import AccordFactory
+from tests.support import FakeClock
+
+
+def test_a_command_on_a_cached_customer_reads_nothing_from_the_store(
+    make_accord: AccordFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_accord(clock=clock)
+    customer_id = new_customer(app)
+
+    def no_load(*_: object, **__: object) -> None:
+        raise AssertionError("loaded from the store")
+
+    monkeypatch.setattr(app.log, "load", no_load)
+    result = app.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+
+    assert result.version == 2
+    monkeypatch.undo()
+    assert app.log.load(customer_id).version == 2
+
+
+def test_a_stale_copy_is_decided_again_from_the_store(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    here, elsewhere = make_accord(clock=clock), make_accord(clock=clock)
+    customer_id = new_customer(here)  # cached here at version 1
+    elsewhere.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+
+    result = here.customers.record_interaction(purchase(customer_id, "20", clock.now()), CTX)
+
+    assert result.version == 3
+    customer = here.log.load(customer_id)
+    assert isinstance(customer, Customer)
+    assert [e.originator_version for e in here.log.history(customer_id)] == [1, 2, 3]
+
+
+def test_a_refusal_decided_on_a_stale_copy_is_not_reported(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    """Here thinks the tier is KEY (so "unchanged"); elsewhere set it back: the change is made."""
+    here, elsewhere = make_accord(clock=clock), make_accord(clock=clock)
+    customer_id = new_customer(here)
+    here.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="a"), CTX
+    )
+    elsewhere.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="STANDARD", reason="b"), CTX
+    )
+
+    result = here.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="c"), CTX
+    )
+
+    assert result.version == 4
+    tiers = [e.to_tier for e in here.log.history(customer_id) if isinstance(e, TierChanged)]
+    assert [t.value for t in tiers] == ["KEY", "STANDARD", "KEY"]
+
+
+def test_a_refusal_confirmed_by_the_store_is_reported_and_records_nothing(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    app = make_accord(clock=clock)
+    customer_id = new_customer(app)
+    app.customers.change_tier(c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="a"), CTX)
+    position = log_position(app)
+
+    with pytest.raises(DomainError):
+        app.customers.change_tier(
+            c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="b"), CTX
+        )
+
+    assert log_position(app) == position
+    # The refused decision's object was dropped; the next command still decides correctly.
+    result = app.customers.record_interaction(purchase(customer_id, "5", clock.now()), CTX)
+    assert result.version == 3
+
+
+def test_an_expected_version_is_checked_against_the_store_not_a_stale_copy(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    here, elsewhere = make_accord(clock=clock), make_accord(clock=clock)
+    customer_id = new_customer(here)
+    elsewhere.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+
+    result = here.customers.record_interaction(
+        purchase(customer_id, "20", clock.now(), expected_version=2), CTX
+    )
+
+    assert result.version == 3
+
+
+def test_an_erased_customer_is_not_kept_in_memory(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    app = make_accord(clock=clock)
+    customer_id = new_customer(app)
+    app.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+    assert app.executor.cache.take(customer_id) is not None  # cached (and now taken out)
+    app.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+
+    app.customers.erase(c.EraseCustomerData(customer_id=customer_id, reason="asked"), CTX)
+
+    assert app.executor.cache.take(customer_id) is None
+    assert isinstance(list(app.log.history(customer_id))[-1], PersonalDataErased)
+
+
+def test_a_command_for_the_wrong_kind_of_aggregate_leaves_the_cached_one_alone(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    app = make_accord(clock=clock)
+    customer_id = new_customer(app)
+
+    with pytest.raises(NotFoundError):
+        app.partners.suspend(c.SuspendPartner(partner_id=customer_id, reason="x"), CTX)
+
+    cached = app.executor.cache.take(customer_id)
+    assert isinstance(cached, Customer)
+    assert not isinstance(cached, Partner)
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_the_cache_is_bounded_and_keeps_the_newest_state() -> None:
+    cache = AggregateCache(max_size=2)
+    customers = [
+        Customer.model_construct(created_on=NOW, modified_on=NOW, id=customer_id, version=version)
+        for customer_id, version in [(uuid4(), 1), (uuid4(), 1), (uuid4(), 1)]
+    ]
+    for customer in customers:
+        cache.give_back(customer)
+    assert len(cache) == 2
+    assert cache.take(customers[0].id) is None  # the least recently saved went first
+
+    newer = Customer.model_construct(created_on=NOW, modified_on=NOW, id=customers[1].id, version=5)
+    older = Customer.model_construct(created_on=NOW, modified_on=NOW, id=customers[1].id, version=4)
+    cache.give_back(newer)
+    cache.give_back(older)  # a slower command finishing after a faster one
+    assert cache.take(customers[1].id) is newer
