@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID, uuid4
 
 from application.commands import (
@@ -19,7 +20,7 @@ from application.commands import (
 )
 from application.context import CallContext
 from application.errors import InvalidCommandError, NotFoundError
-from application.executor import Act, CommandExecutor, Effects
+from application.executor import Act, BatchItem, CommandExecutor, Effects
 from application.journal import Claim, VersionGuard
 from application.results import CommandResult, ShareOutcome
 from domain.aggregate import EventMeta
@@ -96,12 +97,49 @@ class CustomerUseCases:
         return self._update(command, ctx, command.customer_id, act)
 
     def record_interaction(self, command: RecordInteraction, ctx: CallContext) -> CommandResult:
+        self._check_interaction(command, {})
+        return self._update(command, ctx, command.customer_id, self._interaction(command))
+
+    def record_interactions(
+        self, commands: Sequence[RecordInteraction], ctx: CallContext
+    ) -> list[CommandResult | Exception]:
+        """Many interactions, for any customers, recorded together (bulk ingestion).
+
+        Each gets the outcome ``record_interaction`` would have given it, in
+        order; the valid ones are written in one transaction.
+        """
+        results: list[CommandResult | Exception | None] = [None] * len(commands)
+        items: list[BatchItem[Customer]] = []
+        positions: list[int] = []
+        partners: dict[UUID, bool] = {}
+        for i, command in enumerate(commands):
+            try:
+                self._check_interaction(command, partners)
+            except (InvalidCommandError, NotFoundError) as error:
+                results[i] = error
+                continue
+            items.append(BatchItem(command, command.customer_id, self._interaction(command)))
+            positions.append(i)
+        if items:
+            outcomes = self.executor.update_many(items, ctx, kind=Customer)
+            for i, outcome in zip(positions, outcomes, strict=True):
+                results[i] = outcome
+        return [r for r in results if r is not None]
+
+    def _check_interaction(self, command: RecordInteraction, partners: dict[UUID, bool]) -> None:
+        """What a decision cannot see: the base currency and that the partner exists."""
         if command.currency is not None and command.currency != self.base_currency:
             raise InvalidCommandError.single(
                 "currency", f"amounts are recorded in the base currency {self.base_currency}"
             )
         if command.partner_id is not None:
-            self._require_partner(command.partner_id)
+            if command.partner_id not in partners:
+                partners[command.partner_id] = self.executor.exists(Partner, command.partner_id)
+            if not partners[command.partner_id]:
+                raise NotFoundError(Partner.type_name, command.partner_id)
+
+    @staticmethod
+    def _interaction(command: RecordInteraction) -> Act[Customer]:
         interaction_id = command.interaction_id or uuid4()
 
         def act(customer: Customer, meta: EventMeta) -> UUID:
@@ -121,7 +159,7 @@ class CustomerUseCases:
             )
             return interaction_id
 
-        return self._update(command, ctx, command.customer_id, act)
+        return act
 
     def change_tier(self, command: ChangeTier, ctx: CallContext) -> CommandResult:
         def act(customer: Customer, meta: EventMeta) -> None:

@@ -11,9 +11,9 @@ which case a conflict is the caller's to resolve.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TypeVar
+from typing import Generic, TypeVar
 from uuid import UUID, uuid4
 
 import structlog
@@ -60,6 +60,15 @@ class Effects:
 
 Build = Callable[[EventMeta], Aggregate]
 Act = Callable[[A, EventMeta], "UUID | Effects | None"]
+
+
+@dataclass(frozen=True)
+class BatchItem(Generic[A]):
+    """One command of a batch: what it changes and how (``act`` returns an entity id or None)."""
+
+    command: AggregateCommand
+    aggregate_id: UUID
+    act: Act[A]
 
 
 class CommandExecutor:
@@ -255,6 +264,22 @@ class CommandExecutor:
             raise NotFoundError(kind.type_name, aggregate_id)
         return cached, True
 
+    def update_many(
+        self, items: Sequence[BatchItem[A]], ctx: CallContext, *, kind: type[A]
+    ) -> list[CommandResult | Exception]:
+        """Many commands, on any number of aggregates, decided together and saved at once.
+
+        The bulk path: one journal query for the whole batch, each aggregate
+        loaded (or taken from the cache) once and decided item after item, and
+        every new event and request record written in one transaction. Each
+        item gets its own outcome, in order: a result, or the error a single
+        command would have raised. When the shared save fails (a concurrent
+        writer, a stale copy, a request id used meanwhile), every item not yet
+        answered is run again on its own through ``update``, so one item's
+        conflict never costs another its result.
+        """
+        return _Batch(self, items, ctx, kind).run()
+
     def load(self, kind: type[A], aggregate_id: UUID) -> A:
         try:
             aggregate = guarded(lambda: self.log.load(aggregate_id))
@@ -327,7 +352,7 @@ class CommandExecutor:
         recordings = guarded(
             lambda: self.log.save(
                 aggregate,
-                request=record,
+                requests=(record,),
                 claims=tuple(claims),
                 guards=effects.guards,
                 destroy_keys=effects.destroy_keys,
@@ -364,3 +389,184 @@ def guarded(call: Callable[[], T]) -> T:
         raise StoreUnavailableError(
             f"the event store is unavailable ({type(error).__name__})"
         ) from error
+
+
+class _Batch(Generic[A]):
+    """One ``update_many`` call (see there)."""
+
+    def __init__(
+        self,
+        executor: CommandExecutor,
+        items: Sequence[BatchItem[A]],
+        ctx: CallContext,
+        kind: type[A],
+    ) -> None:
+        self.executor = executor
+        self.items = items
+        self.ctx = ctx
+        self.kind = kind
+        self.keys = [executor._keys(item.command, ctx) for item in items]
+        self.results: list[CommandResult | Exception | None] = [None] * len(items)
+        self.observed: set[int] = set()
+
+    def run(self) -> list[CommandResult | Exception]:
+        executor = self.executor
+        journal = executor.log.journal
+        given = [
+            key
+            for (key, _), item in zip(self.keys, self.items, strict=True)
+            if item.command.request_id
+        ]
+        stored = guarded(lambda: journal.find_requests(given)) if given else {}
+        first_of: dict[str, int] = {}
+        duplicates: list[int] = []
+        by_aggregate: dict[UUID, list[int]] = {}
+        for i, item in enumerate(self.items):
+            request_id, print_ = self.keys[i]
+            if request_id in stored:
+                self.results[i] = self._replayed(stored[request_id], print_)
+            elif request_id in first_of:
+                duplicates.append(i)
+            else:
+                first_of[request_id] = i
+                by_aggregate.setdefault(item.aggregate_id, []).append(i)
+        decided: list[tuple[A, dict[int, RequestRecord]]] = []
+        for aggregate_id, indexes in by_aggregate.items():
+            outcome = self._decide(aggregate_id, indexes)
+            if outcome is not None:
+                decided.append(outcome)
+        self._recheck_refusals()
+        if decided:
+            self._save(decided)
+        for i in duplicates:
+            self.results[i] = self._same_as(first_of[self.keys[i][0]], self.keys[i][1])
+        observer = executor.observer
+        for i, (item, result) in enumerate(zip(self.items, self.results, strict=True)):
+            if i in self.observed:  # run on its own: ``update`` told the observer
+                continue
+            if isinstance(result, CommandResult) and result.replayed:
+                observer.replayed(item.command)
+            elif isinstance(result, DomainError):
+                observer.refused(item.command, result.reason.value)
+            elif isinstance(result, ApplicationError):
+                observer.refused(item.command, type(result).__name__)
+        return [r if r is not None else RuntimeError("unanswered") for r in self.results]
+
+    def _decide(
+        self, aggregate_id: UUID, indexes: list[int]
+    ) -> tuple[A, dict[int, RequestRecord]] | None:
+        """Decide one aggregate's items in order; a refusal on a cached copy: all again, fresh."""
+        executor = self.executor
+        for fresh in (False, True):
+            try:
+                if fresh:
+                    aggregate, cached = executor.load(self.kind, aggregate_id), False
+                else:
+                    aggregate, cached = executor._checkout(self.kind, aggregate_id)
+            except NotFoundError as error:
+                for i in indexes:
+                    self.results[i] = error
+                return None
+            records: dict[int, RequestRecord] = {}
+            refused = False
+            for i in indexes:
+                request_id, print_ = self.keys[i]
+                item = self.items[i]
+                try:
+                    outcome = executor._act(item.command, aggregate, request_id, self.ctx, item.act)
+                except (DomainError, VersionMismatchError) as error:
+                    self.results[i] = error
+                    refused = True
+                    continue
+                if isinstance(outcome, Effects):
+                    raise TypeError("a batched command may only return an entity id")
+                records[i] = RequestRecord(
+                    request_id, print_, aggregate.id, aggregate.version, outcome
+                )
+            if not (refused and cached):
+                return (aggregate, records) if records else None
+        return None  # unreachable: the fresh pass always returns
+
+    def _recheck_refusals(self) -> None:
+        """A refused item whose request was recorded meanwhile (a racing first try): its result."""
+        refused = [
+            i
+            for i, result in enumerate(self.results)
+            if isinstance(result, (DomainError, VersionMismatchError))
+            and self.items[i].command.request_id
+        ]
+        if not refused:
+            return
+        journal = self.executor.log.journal
+        stored = guarded(lambda: journal.find_requests([self.keys[i][0] for i in refused]))
+        for i in refused:
+            request_id, print_ = self.keys[i]
+            if request_id in stored:
+                self.results[i] = self._replayed(stored[request_id], print_)
+
+    def _save(self, decided: list[tuple[A, dict[int, RequestRecord]]]) -> None:
+        executor = self.executor
+        records = [record for _, by_index in decided for record in by_index.values()]
+        aggregates = [aggregate for aggregate, _ in decided]
+        try:
+            recordings = guarded(lambda: executor.log.save(*aggregates, requests=tuple(records)))
+        except RecordConflictError:
+            for aggregate in aggregates:
+                executor.cache.discard(aggregate.id)
+            self._one_by_one([i for _, by_index in decided for i in by_index])
+            return
+        positions = {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+            for r in recordings
+        }
+        for _, by_index in decided:
+            for i, record in by_index.items():
+                self.results[i] = CommandResult(
+                    record.aggregate_id,
+                    record.version,
+                    positions[(record.aggregate_id, record.version)],
+                    record.entity_id,
+                )
+                executor.observer.recorded(self.items[i].command, 1)
+        for aggregate in aggregates:
+            executor.cache.give_back(aggregate)
+        logger.info(
+            "commands_recorded",
+            command=type(self.items[0].command).__name__,
+            aggregate_type=self.kind.type_name,
+            commands=len(records),
+            aggregates=len(aggregates),
+            first_position=min(positions.values()),
+            last_position=max(positions.values()),
+        )
+
+    def _one_by_one(self, indexes: list[int]) -> None:
+        executor = self.executor
+        for i in indexes:
+            item = self.items[i]
+            self.observed.add(i)
+            try:
+                self.results[i] = executor.update(
+                    item.command,
+                    self.ctx,
+                    kind=self.kind,
+                    aggregate_id=item.aggregate_id,
+                    act=item.act,
+                )
+            except (ApplicationError, DomainError) as error:
+                self.results[i] = error
+
+    def _replayed(self, stored: StoredRequest, print_: str) -> CommandResult | Exception:
+        try:
+            return self.executor._replay(stored, print_)
+        except IdempotencyKeyReusedError as error:
+            return error
+
+    def _same_as(self, first: int, print_: str) -> CommandResult | Exception:
+        """A request id repeated within the batch: the first's outcome, as a retry gets it."""
+        if self.keys[first][1] != print_:
+            return IdempotencyKeyReusedError(self.keys[first][0])
+        result = self.results[first]
+        if isinstance(result, CommandResult):
+            return replace(result, replayed=True)
+        return result if result is not None else RuntimeError("unanswered")

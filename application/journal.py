@@ -11,6 +11,7 @@ concurrent retries. This module holds the port the adapters implement.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -55,6 +56,10 @@ class StoredRequest:
 @runtime_checkable
 class RequestJournal(Protocol):
     def find_request(self, request_id: str) -> StoredRequest | None: ...
+
+    def find_requests(self, request_ids: Sequence[str]) -> dict[str, StoredRequest]:
+        """Those of ``request_ids`` already recorded (one query, for a batch of commands)."""
+        ...
 
     def find_claim(self, scope: str, key: str) -> UUID | None: ...
 

@@ -37,9 +37,9 @@ class Save:
         return sum(len(event.state) for event in self.events)
 
     @property
-    def request(self) -> RequestRecord | None:
-        request: RequestRecord | None = self.options.get("request")
-        return request
+    def requests(self) -> Sequence[RequestRecord]:
+        requests: Sequence[RequestRecord] = self.options.get("requests", ())
+        return requests
 
     @property
     def claims(self) -> Sequence[Claim]:
@@ -55,6 +55,19 @@ class Save:
     def destroy_keys(self) -> Sequence[UUID]:
         keys: Sequence[UUID] = self.options.get("destroy_keys", ())
         return keys
+
+
+def _stored_request(row: DictRow) -> StoredRequest:
+    return StoredRequest(
+        record=RequestRecord(
+            request_id=row["request_id"],
+            fingerprint=row["fingerprint"],
+            aggregate_id=row["aggregate_id"],
+            version=row["version"],
+            entity_id=row["entity_id"],
+        ),
+        position=row["position"],
+    )
 
 
 def _split(ids: Sequence[int], saves: Sequence[Save]) -> list[Sequence[int]]:
@@ -224,7 +237,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
 
     def _append(self, saves: Sequence[Save], events: Sequence[StoredEvent]) -> list[int]:
         """Events and request records in one statement: lock, insert, commit in one round trip."""
-        requests = [save.request for save in saves if save.request is not None]
+        requests = [request for save in saves for request in save.requests]
         params = (
             [
                 self.construct_pg_stored_event(
@@ -249,7 +262,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         created on the server, yet psycopg would believe it was, and the
         connection's next use of it would fail.
         """
-        requests = [save.request for save in saves if save.request is not None]
+        requests = [request for save in saves for request in save.requests]
         if requests:
             curs.execute(
                 SQL(
@@ -317,26 +330,20 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             return curs.fetchone()
 
     def find_request(self, request_id: str) -> StoredRequest | None:
-        row = self._fetch_one(
-            SQL(
-                "SELECT r.*, e.notification_id AS position FROM {} r JOIN {} e "
-                "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
-                "WHERE r.request_id = %s"
-            ).format(self.requests_table, self.events_table),
-            (request_id,),
-        )
-        if row is None:
-            return None
-        return StoredRequest(
-            record=RequestRecord(
-                request_id=row["request_id"],
-                fingerprint=row["fingerprint"],
-                aggregate_id=row["aggregate_id"],
-                version=row["version"],
-                entity_id=row["entity_id"],
-            ),
-            position=row["position"],
-        )
+        return self.find_requests([request_id]).get(request_id)
+
+    def find_requests(self, request_ids: Sequence[str]) -> dict[str, StoredRequest]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT r.*, e.notification_id AS position FROM {} r JOIN {} e "
+                    "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
+                    "WHERE r.request_id = ANY(%s::text[])"
+                ).format(self.requests_table, self.events_table),
+                (list(request_ids),),
+                prepare=True,
+            )
+            return {row["request_id"]: _stored_request(row) for row in curs.fetchall()}
 
     def find_claim(self, scope: str, key: str) -> UUID | None:
         row = self._fetch_one(

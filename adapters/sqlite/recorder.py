@@ -20,11 +20,11 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
         super().__init__(datastore, events_table_name)
         # The table name is the library's configuration, never caller input.
         events = events_table_name
-        self._find_request_sql = (
+        self._find_requests_sql = (
             "SELECT r.*, e.rowid AS position FROM accord_requests r "  # noqa: S608
             f"JOIN {events} e "
             "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
-            "WHERE r.request_id = ?"
+            "WHERE r.request_id IN (?)"
         )
         self._version_sql = f"SELECT MAX(originator_version) FROM {events} WHERE originator_id = ?"  # noqa: S608
         self._positions_sql = (
@@ -55,7 +55,7 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        request: RequestRecord | None = kwargs.get("request")
+        requests: Sequence[RequestRecord] = kwargs.get("requests", ())
         claims: Sequence[Claim] = kwargs.get("claims", ())
         guards: Sequence[VersionGuard] = kwargs.get("guards", ())
         destroy_keys: Sequence[UUID] = kwargs.get("destroy_keys", ())
@@ -64,16 +64,19 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
             if (row[0] if row else None) != guard.version:
                 raise IntegrityError(f"{guard.aggregate_id} moved on from v{guard.version}")
-        if request is not None:
-            c.execute(
+        if requests:
+            c.executemany(
                 "INSERT INTO accord_requests VALUES (?,?,?,?,?)",
-                (
-                    request.request_id,
-                    request.fingerprint,
-                    request.aggregate_id.hex,
-                    request.version,
-                    request.entity_id.hex if request.entity_id else None,
-                ),
+                [
+                    (
+                        request.request_id,
+                        request.fingerprint,
+                        request.aggregate_id.hex,
+                        request.version,
+                        request.entity_id.hex if request.entity_id else None,
+                    )
+                    for request in requests
+                ],
             )
         for claim in claims:
             c.execute(
@@ -107,11 +110,21 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
     # ------------------------------------------------------------ the journal
 
     def find_request(self, request_id: str) -> StoredRequest | None:
+        return self.find_requests([request_id]).get(request_id)
+
+    def find_requests(self, request_ids: Sequence[str]) -> dict[str, StoredRequest]:
+        found: dict[str, StoredRequest] = {}
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self._find_request_sql, (request_id,))
-            row = c.fetchone()
-        if row is None:
-            return None
+            for start in range(0, len(request_ids), 500):  # SQLite's variable limit
+                chunk = request_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                c.execute(self._find_requests_sql.replace("(?)", f"({marks})"), tuple(chunk))
+                for row in c.fetchall():
+                    found[row["request_id"]] = self._stored_request(row)
+        return found
+
+    @staticmethod
+    def _stored_request(row: Any) -> StoredRequest:
         return StoredRequest(
             record=RequestRecord(
                 request_id=row["request_id"],

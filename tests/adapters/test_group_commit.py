@@ -111,7 +111,7 @@ def _event(originator_id: UUID, version: int) -> StoredEvent:
 
 def _save(originator_id: UUID, version: int, request_id: str) -> Save:
     record = RequestRecord(request_id, "print", originator_id, version, None)
-    return Save((_event(originator_id, version),), {"request": record})
+    return Save((_event(originator_id, version),), {"requests": (record,)})
 
 
 def test_a_conflicting_save_fails_alone_and_the_others_commit_gap_free(
