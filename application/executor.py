@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
 )
 
 from application.aggregate_cache import AggregateCache
+from application.locks import AggregateLocks
 from application.commands import AggregateCommand, Command
 from application.context import CallContext
 from application.errors import (
@@ -84,6 +85,7 @@ class CommandExecutor:
         self.log = log
         self.max_attempts = max_attempts
         self.cache = AggregateCache(cache_size)
+        self.locks = AggregateLocks()
         self.observer: CommandObserver = observer or NoObserver()
 
     def create(
@@ -185,6 +187,19 @@ class CommandExecutor:
         # conflict on the journal, and the first result is found then. That
         # saves a round trip on every command and costs one only on a retry.
         request_id, print_ = self._keys(command, ctx)
+        with self.locks.holding((aggregate_id,)):
+            return self._attempts(command, ctx, kind, aggregate_id, act, request_id, print_)
+
+    def _attempts(
+        self,
+        command: AggregateCommand,
+        ctx: CallContext,
+        kind: type[A],
+        aggregate_id: UUID,
+        act: Act[A],
+        request_id: str,
+        print_: str,
+    ) -> CommandResult:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 aggregate, outcome = self._decide(command, kind, aggregate_id, request_id, ctx, act)
@@ -430,14 +445,8 @@ class _Batch(Generic[A]):
             else:
                 first_of[request_id] = i
                 by_aggregate.setdefault(item.aggregate_id, []).append(i)
-        decided: list[tuple[A, dict[int, RequestRecord]]] = []
-        for aggregate_id, indexes in by_aggregate.items():
-            outcome = self._decide(aggregate_id, indexes)
-            if outcome is not None:
-                decided.append(outcome)
-        self._recheck_refusals()
-        if decided:
-            self._save(decided)
+        with executor.locks.holding(by_aggregate):
+            self._decide_and_save(by_aggregate)
         for i in duplicates:
             self.results[i] = self._same_as(first_of[self.keys[i][0]], self.keys[i][1])
         observer = executor.observer
@@ -452,12 +461,25 @@ class _Batch(Generic[A]):
                 observer.refused(item.command, type(result).__name__)
         return [r if r is not None else RuntimeError("unanswered") for r in self.results]
 
+    def _decide_and_save(self, by_aggregate: dict[UUID, list[int]]) -> None:
+        """Decide and save; after a conflict (another process wrote) once more from the store."""
+        for fresh in (False, True):
+            decided: list[tuple[A, dict[int, RequestRecord]]] = []
+            for aggregate_id, indexes in by_aggregate.items():
+                outcome = self._decide(aggregate_id, indexes, fresh=fresh)
+                if outcome is not None:
+                    decided.append(outcome)
+            self._recheck_refusals()
+            if not decided or self._save(decided):
+                return
+        self._one_by_one([i for indexes in by_aggregate.values() for i in indexes])
+
     def _decide(
-        self, aggregate_id: UUID, indexes: list[int]
+        self, aggregate_id: UUID, indexes: list[int], *, fresh: bool
     ) -> tuple[A, dict[int, RequestRecord]] | None:
         """Decide one aggregate's items in order; a refusal on a cached copy: all again, fresh."""
         executor = self.executor
-        for fresh in (False, True):
+        for fresh in (fresh, True):
             try:
                 if fresh:
                     aggregate, cached = executor.load(self.kind, aggregate_id), False
@@ -504,7 +526,8 @@ class _Batch(Generic[A]):
             if request_id in stored:
                 self.results[i] = self._replayed(stored[request_id], print_)
 
-    def _save(self, decided: list[tuple[A, dict[int, RequestRecord]]]) -> None:
+    def _save(self, decided: list[tuple[A, dict[int, RequestRecord]]]) -> bool:
+        """Write the batch in one transaction; False (nothing written) on a conflict."""
         executor = self.executor
         records = [record for _, by_index in decided for record in by_index.values()]
         aggregates = [aggregate for aggregate, _ in decided]
@@ -513,8 +536,7 @@ class _Batch(Generic[A]):
         except RecordConflictError:
             for aggregate in aggregates:
                 executor.cache.discard(aggregate.id)
-            self._one_by_one([i for _, by_index in decided for i in by_index])
-            return
+            return False
         positions = {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
             for r in recordings
@@ -539,6 +561,7 @@ class _Batch(Generic[A]):
             first_position=min(positions.values()),
             last_position=max(positions.values()),
         )
+        return True
 
     def _one_by_one(self, indexes: list[int]) -> None:
         executor = self.executor

@@ -68,7 +68,7 @@ def closed_loop(
     """
     clients = len(payloads)
     channels = [_channel(address) for _ in range(clients)]
-    calls = [channel.unary_unary(method) for channel in channels]
+    calls: list[Any] = [channel.unary_unary(method) for channel in channels]
     counts = [0] * clients
     errors = [0] * clients
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -192,7 +192,7 @@ def open_loop(
     """Calls at a fixed ``rate`` for ``seconds`` on one channel, after a one-second warm-up."""
     channel = _channel(address)
     try:
-        call = channel.unary_unary(method)
+        call: Any = channel.unary_unary(method)
         _fixed_rate(call, payload, rate, int(rate))  # warm-up, not recorded
         count = int(rate * seconds)
         latencies, errors, sending, max_lag, failures = _fixed_rate(call, payload, rate, count)
@@ -256,3 +256,124 @@ def replay(address: str, batch_size: int, max_events: int, timeout: float) -> Re
     finally:
         channel.close()
     return ReplayReport(events, batches, elapsed, first, last)
+
+
+IN_FLIGHT = 3
+"""Batches a stream keeps sent but not yet answered (so the server never waits for the next)."""
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    streams: int
+    recorded: int
+    refused: int
+    batches: int
+    seconds: float
+    first_error: str | None
+
+    @property
+    def rate(self) -> float:
+        return self.recorded / self.seconds if self.seconds else 0.0
+
+
+def ingest_streams(
+    address: str,
+    customers: list[str],
+    streams: int,
+    batch_size: int,
+    seconds: float,
+    max_items: int,
+) -> IngestReport:
+    """``streams`` IngestInteractions streams (own channel each), sending batches back to back.
+
+    Every item is a purchase with its own ``request_id`` (as a careful client
+    sends them), spread round-robin over ``customers``; the batches are built
+    and serialised before the clock starts. A stream sends until ``seconds``
+    have passed (or ``max_items`` are sent), then the clock stops when its
+    last response has arrived: only items the server answered as recorded,
+    hence committed, are counted.
+    """
+    from uuid import uuid4
+
+    from adapters.grpc.generated.accord.v1 import customer_pb2
+    from bench.wire import INGEST_INTERACTIONS, record_interaction
+
+    template = [record_interaction(c) for c in customers]
+    per_stream = max_items // streams // batch_size
+    prepared: list[list[bytes]] = []
+    n = 0
+    for _ in range(streams):
+        mine: list[bytes] = []
+        for _ in range(per_stream):
+            items = []
+            for _ in range(batch_size):
+                item = customer_pb2.RecordInteractionRequest()
+                item.CopyFrom(template[n % len(template)])
+                item.request_id = uuid4().hex
+                items.append(item)
+                n += 1
+            mine.append(
+                customer_pb2.IngestInteractionsRequest(interactions=items).SerializeToString()
+            )
+        prepared.append(mine)
+    channels = [_channel(address) for _ in range(streams)]
+    recorded = [0] * streams
+    refused = [0] * streams
+    answered = [0] * streams
+    first_error: list[str] = []
+    started = [0.0]
+
+    def begin() -> None:
+        started[0] = time.perf_counter()
+
+    barrier = threading.Barrier(streams, action=begin)
+
+    def stream(i: int) -> None:
+        window = threading.Semaphore(IN_FLIGHT)
+        call: Any = channels[i].stream_stream(
+            INGEST_INTERACTIONS,
+            response_deserializer=customer_pb2.IngestInteractionsResponse.FromString,
+        )
+        barrier.wait(timeout=120)
+        deadline = started[0] + seconds
+
+        def requests() -> Any:
+            for batch in prepared[i]:
+                # grpc pulls requests as fast as it can send them: keep a few in flight only,
+                # so the clock stops soon after ``seconds`` rather than when everything is in.
+                if not window.acquire(timeout=seconds + 60) or time.perf_counter() >= deadline:
+                    return
+                yield batch
+
+        try:
+            for response in call(requests(), timeout=seconds + 120):
+                window.release()
+                answered[i] += 1
+                for result in response.results:
+                    if result.WhichOneof("outcome") == "recorded":
+                        recorded[i] += 1
+                    else:
+                        refused[i] += 1
+                        if not first_error:
+                            first_error.append(f"{result.error.code}: {result.error.message}")
+        except grpc.RpcError as error:
+            first_error.append(_describe(error))
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started[0]
+    finally:
+        for channel in channels:
+            channel.close()
+    return IngestReport(
+        streams=streams,
+        recorded=sum(recorded),
+        refused=sum(refused),
+        batches=sum(answered),
+        seconds=elapsed,
+        first_error=first_error[0] if first_error else None,
+    )

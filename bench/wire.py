@@ -22,6 +22,7 @@ from adapters.grpc.generated.accord.v1 import (
 
 TIMEOUT = 30
 RECORD_INTERACTION = "/accord.v1.CustomerService/RecordInteraction"
+INGEST_INTERACTIONS = "/accord.v1.CustomerService/IngestInteractions"
 CHECK_CONSENT = "/accord.v1.ComplianceService/CheckConsent"
 CATEGORIES = (common_pb2.DATA_CATEGORY_IDENTITY, common_pb2.DATA_CATEGORY_CONTACT)
 

@@ -22,6 +22,7 @@ _CUSTOMER_COMMANDS = (
     "AddContact",
     "RemoveContact",
     "RecordInteraction",
+    "IngestInteractions",
     "ChangeTier",
     "GrantConsent",
     "WithdrawConsent",

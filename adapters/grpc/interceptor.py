@@ -95,6 +95,14 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
+def _decoded(method: str, requests: Iterator[Any]) -> Iterator[Any]:
+    """A request stream whose undecodable message ends the call as INVALID_ARGUMENT."""
+    for request in requests:
+        if isinstance(request, _Undecodable):
+            raise undecodable_request(method, request.data)
+        yield request
+
+
 def _bearer(metadata: dict[str, str]) -> str | None:
     value = metadata.get("authorization", "")
     scheme, _, token = value.partition(" ")
@@ -140,7 +148,13 @@ class AccordInterceptor(grpc.ServerInterceptor):
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        return handler  # Accord has no client-streaming RPCs yet
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(method, metadata, handler.stream_stream, streaming_request=True),
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # Accord has no client-streaming-only RPCs
 
     # ------------------------------------------------------------------ calls
 
@@ -238,6 +252,8 @@ class AccordInterceptor(grpc.ServerInterceptor):
         method: str,
         metadata: dict[str, str],
         behaviour: Callable[[Any, Any], Iterator[Any]],
+        *,
+        streaming_request: bool = False,
     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started = time.perf_counter()
@@ -248,6 +264,8 @@ class AccordInterceptor(grpc.ServerInterceptor):
                 self._authorize(call)
                 if isinstance(request, _Undecodable):
                     raise undecodable_request(method, request.data)
+                if streaming_request:
+                    request = _decoded(method, request)
                 with self.streams.slot() if self.streams else nullcontext():
                     responses = behaviour(request, context)
                     try:

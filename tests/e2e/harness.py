@@ -40,6 +40,7 @@ ROOT = Path(__file__).parents[2]
 class _Metadata(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
 ):
     """Adds fixed metadata (the bearer token) to every call."""
 
@@ -54,6 +55,9 @@ class _Metadata(
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 @dataclass

@@ -481,7 +481,8 @@ def test_every_mutating_rpc_is_covered_by_the_table() -> None:
         for m in service.methods
         if not m.name.startswith("Get")
     }
-    assert mutating == {rpc for rpc, _, _ in CASES}
+    # IngestInteractions carries RecordInteraction requests: the test below sends it those.
+    assert mutating - {"IngestInteractions"} == {rpc for rpc, _, _ in CASES}
 
 
 @pytest.fixture(scope="module")
@@ -506,6 +507,29 @@ def test_invalid_requests_name_the_field_and_record_nothing(
         violations = field_violations(error)
         assert field in violations, (rpc, field, violations)
         assert violations[field], "a violation says what is wrong"
+    assert stored_event_count(served.store) == before
+
+
+def test_each_bad_interaction_in_a_bulk_batch_is_its_own_invalid_argument(
+    served: Served, targets: tuple[str, str, str]
+) -> None:
+    """RecordInteraction's bad requests, sent in one batch: each item refused, naming its field."""
+    client = served.client("writer")
+    cases = [(build, field) for rpc, build, field in CASES if rpc == "RecordInteraction"]
+    assert len(cases) >= 5
+    before = stored_event_count(served.store)
+
+    [response] = client.customers.IngestInteractions(
+        iter([C.IngestInteractionsRequest(interactions=[build(*targets) for build, _ in cases])]),
+        timeout=15,
+    )
+
+    assert len(response.results) == len(cases)
+    for (_, field), result in zip(cases, response.results, strict=True):
+        assert result.WhichOneof("outcome") == "error", field
+        assert result.error.code == "INVALID_ARGUMENT", (field, result.error)
+        violations = {v.field: v.description for v in result.error.field_violations}
+        assert violations.get(field), (field, violations)
     assert stored_event_count(served.store) == before
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, customer_pb2_grpc
+from adapters.grpc.ingestion import ingest
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log
 from adapters.grpc.state import customer_message
@@ -68,6 +70,12 @@ class CustomerServicer(customer_pb2_grpc.CustomerServiceServicer):
             id_field=_ID,
             entity_field="interaction_id",
         )
+
+    def IngestInteractions(
+        self, requests: Iterator[customer_pb2.IngestInteractionsRequest], _: Any
+    ) -> Iterator[customer_pb2.IngestInteractionsResponse]:
+        for request in requests:
+            yield ingest(self.use, request, current_call().ctx)
 
     def ChangeTier(
         self, request: customer_pb2.ChangeTierRequest, _: Any

@@ -530,6 +530,145 @@ class RecordInteractionResponse(_message.Message):
 Global___RecordInteractionResponse: _TypeAlias = RecordInteractionResponse  # noqa: Y015
 
 @_typing.final
+class IngestInteractionsRequest(_message.Message):
+    """One batch of interactions for IngestInteractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERACTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def interactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordInteractionRequest]:
+        """1..1000 interactions, each exactly as RecordInteraction takes it."""
+
+    def __init__(
+        self,
+        *,
+        interactions: _abc.Iterable[Global___RecordInteractionRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interactions", b"interactions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestInteractionsRequest: _TypeAlias = IngestInteractionsRequest  # noqa: Y015
+
+@_typing.final
+class IngestInteractionsResponse(_message.Message):
+    """The results of one IngestInteractionsRequest, in its order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestInteractionResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___IngestInteractionResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestInteractionsResponse: _TypeAlias = IngestInteractionsResponse  # noqa: Y015
+
+@_typing.final
+class IngestInteractionResult(_message.Message):
+    """What became of one interaction of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recorded(self) -> Global___RecordInteractionResponse:
+        """Recorded (or, with `replayed`, recorded earlier under its request_id)."""
+
+    @_builtins.property
+    def error(self) -> Global___IngestError:
+        """Not recorded: what RecordInteraction would have failed with."""
+
+    def __init__(
+        self,
+        *,
+        recorded: Global___RecordInteractionResponse | None = ...,
+        error: Global___IngestError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "recorded", b"recorded"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "recorded", b"recorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["recorded", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___IngestInteractionResult: _TypeAlias = IngestInteractionResult  # noqa: Y015
+
+@_typing.final
+class IngestError(_message.Message):
+    """The error a single RecordInteraction call would have returned."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The gRPC status code's name, e.g. "INVALID_ARGUMENT", "NOT_FOUND",
+    "FAILED_PRECONDITION", "ALREADY_EXISTS", "ABORTED".
+    """
+    message: _builtins.str
+    reason: _builtins.str
+    """The ErrorInfo reason (e.g. "OCCURRED_IN_FUTURE"); empty when none."""
+    @_builtins.property
+    def field_violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestFieldViolation]:
+        """For INVALID_ARGUMENT: which fields, and why."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        field_violations: _abc.Iterable[Global___IngestFieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field_violations", b"field_violations", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestError: _TypeAlias = IngestError  # noqa: Y015
+
+@_typing.final
+class IngestFieldViolation(_message.Message):
+    """One invalid field of an interaction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestFieldViolation: _TypeAlias = IngestFieldViolation  # noqa: Y015
+
+@_typing.final
 class ChangeTierRequest(_message.Message):
     """---------------------------------------------------------------------- tier
 

@@ -62,6 +62,11 @@ class CustomerServiceStub:
                 request_serializer=accord_dot_v1_dot_customer__pb2.RecordInteractionRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_customer__pb2.RecordInteractionResponse.FromString,
                 _registered_method=True)
+        self.IngestInteractions = channel.stream_stream(
+                '/accord.v1.CustomerService/IngestInteractions',
+                request_serializer=accord_dot_v1_dot_customer__pb2.IngestInteractionsRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_customer__pb2.IngestInteractionsResponse.FromString,
+                _registered_method=True)
         self.ChangeTier = channel.unary_unary(
                 '/accord.v1.CustomerService/ChangeTier',
                 request_serializer=accord_dot_v1_dot_customer__pb2.ChangeTierRequest.SerializeToString,
@@ -131,6 +136,20 @@ class CustomerServiceServicer:
 
     def RecordInteraction(self, request, context):
         """Records an interaction (call, meeting, purchase, refund, survey...).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestInteractions(self, request_iterator, context):
+        """Bulk ingestion: records interactions for any number of customers over one
+        stream. Each request carries a batch (at most 1,000 interactions); the
+        server answers each request, in order, with one response holding one
+        result per interaction, in order, sent only once those interactions are
+        committed. Items are independent: an invalid or refused one gets its error
+        as a result while the others are recorded; a request_id already used
+        answers with the first result (`replayed`). Stream-level errors (bad
+        credentials, a batch over the limit, undecodable bytes) end the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,6 +227,11 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.RecordInteraction,
                     request_deserializer=accord_dot_v1_dot_customer__pb2.RecordInteractionRequest.FromString,
                     response_serializer=accord_dot_v1_dot_customer__pb2.RecordInteractionResponse.SerializeToString,
+            ),
+            'IngestInteractions': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestInteractions,
+                    request_deserializer=accord_dot_v1_dot_customer__pb2.IngestInteractionsRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_customer__pb2.IngestInteractionsResponse.SerializeToString,
             ),
             'ChangeTier': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangeTier,
@@ -378,6 +402,33 @@ class CustomerService:
             '/accord.v1.CustomerService/RecordInteraction',
             accord_dot_v1_dot_customer__pb2.RecordInteractionRequest.SerializeToString,
             accord_dot_v1_dot_customer__pb2.RecordInteractionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestInteractions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/accord.v1.CustomerService/IngestInteractions',
+            accord_dot_v1_dot_customer__pb2.IngestInteractionsRequest.SerializeToString,
+            accord_dot_v1_dot_customer__pb2.IngestInteractionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,16 @@ class CustomerServiceStub:
     """Removes a contact from the stakeholder map."""
     RecordInteraction: _grpc.UnaryUnaryMultiCallable[_customer_pb2.RecordInteractionRequest, _customer_pb2.RecordInteractionResponse]
     """Records an interaction (call, meeting, purchase, refund, survey...)."""
+    IngestInteractions: _grpc.StreamStreamMultiCallable[_customer_pb2.IngestInteractionsRequest, _customer_pb2.IngestInteractionsResponse]
+    """Bulk ingestion: records interactions for any number of customers over one
+    stream. Each request carries a batch (at most 1,000 interactions); the
+    server answers each request, in order, with one response holding one
+    result per interaction, in order, sent only once those interactions are
+    committed. Items are independent: an invalid or refused one gets its error
+    as a result while the others are recorded; a request_id already used
+    answers with the first result (`replayed`). Stream-level errors (bad
+    credentials, a batch over the limit, undecodable bytes) end the stream.
+    """
     ChangeTier: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ChangeTierRequest, _customer_pb2.ChangeTierResponse]
     """Moves the customer to another tier, for a stated reason."""
     GrantConsent: _grpc.UnaryUnaryMultiCallable[_customer_pb2.GrantConsentRequest, _customer_pb2.GrantConsentResponse]
@@ -90,6 +100,16 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     """Removes a contact from the stakeholder map."""
     RecordInteraction: _aio.UnaryUnaryMultiCallable[_customer_pb2.RecordInteractionRequest, _customer_pb2.RecordInteractionResponse]  # type: ignore[assignment]
     """Records an interaction (call, meeting, purchase, refund, survey...)."""
+    IngestInteractions: _aio.StreamStreamMultiCallable[_customer_pb2.IngestInteractionsRequest, _customer_pb2.IngestInteractionsResponse]  # type: ignore[assignment]
+    """Bulk ingestion: records interactions for any number of customers over one
+    stream. Each request carries a batch (at most 1,000 interactions); the
+    server answers each request, in order, with one response holding one
+    result per interaction, in order, sent only once those interactions are
+    committed. Items are independent: an invalid or refused one gets its error
+    as a result while the others are recorded; a request_id already used
+    answers with the first result (`replayed`). Stream-level errors (bad
+    credentials, a batch over the limit, undecodable bytes) end the stream.
+    """
     ChangeTier: _aio.UnaryUnaryMultiCallable[_customer_pb2.ChangeTierRequest, _customer_pb2.ChangeTierResponse]  # type: ignore[assignment]
     """Moves the customer to another tier, for a stated reason."""
     GrantConsent: _aio.UnaryUnaryMultiCallable[_customer_pb2.GrantConsentRequest, _customer_pb2.GrantConsentResponse]  # type: ignore[assignment]
@@ -155,6 +175,22 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_customer_pb2.RecordInteractionResponse, _abc.Awaitable[_customer_pb2.RecordInteractionResponse]]:
         """Records an interaction (call, meeting, purchase, refund, survey...)."""
+
+    @_abc_1.abstractmethod
+    def IngestInteractions(
+        self,
+        request_iterator: _MaybeAsyncIterator[_customer_pb2.IngestInteractionsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_customer_pb2.IngestInteractionsResponse], _abc.AsyncIterator[_customer_pb2.IngestInteractionsResponse]]:
+        """Bulk ingestion: records interactions for any number of customers over one
+        stream. Each request carries a batch (at most 1,000 interactions); the
+        server answers each request, in order, with one response holding one
+        result per interaction, in order, sent only once those interactions are
+        committed. Items are independent: an invalid or refused one gets its error
+        as a result while the others are recorded; a request_id already used
+        answers with the first result (`replayed`). Stream-level errors (bad
+        credentials, a batch over the limit, undecodable bytes) end the stream.
+        """
 
     @_abc_1.abstractmethod
     def ChangeTier(
