@@ -25,7 +25,6 @@ from eventsourcing.persistence import (
 )
 
 from application.aggregate_cache import AggregateCache
-from application.locks import AggregateLocks
 from application.commands import AggregateCommand, Command
 from application.context import CallContext
 from application.errors import (
@@ -39,6 +38,7 @@ from application.errors import (
 )
 from application.event_log import EventLog
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard, fingerprint
+from application.locks import AggregateLocks
 from application.observer import CommandObserver, NoObserver
 from application.results import CommandResult
 from domain.aggregate import Aggregate, EventMeta
@@ -479,9 +479,9 @@ class _Batch(Generic[A]):
     ) -> tuple[A, dict[int, RequestRecord]] | None:
         """Decide one aggregate's items in order; a refusal on a cached copy: all again, fresh."""
         executor = self.executor
-        for fresh in (fresh, True):
+        for from_store in (fresh, True):
             try:
-                if fresh:
+                if from_store:
                     aggregate, cached = executor.load(self.kind, aggregate_id), False
                 else:
                     aggregate, cached = executor._checkout(self.kind, aggregate_id)
