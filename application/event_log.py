@@ -144,21 +144,26 @@ class EventLog(Application[UUID]):
         first_versions: dict[UUID, int] = {}
         for event in processing_event.events:
             first_versions.setdefault(event.originator_id, event.originator_version)
+        due: list[Snapshot] = []
         for aggregate_id, aggregate in processing_event.aggregates.items():
             if not isinstance(aggregate, Aggregate) or aggregate_id not in first_versions:
                 continue
             before = first_versions[aggregate_id] - 1
             if aggregate.version // self.snapshot_interval <= before // self.snapshot_interval:
                 continue
-            try:
-                self.snapshots.put([Snapshot.take(aggregate, self.clock.now())])
-            except (RecordConflictError, PersistenceError) as error:
-                logger.warning(
-                    "snapshot_skipped",
-                    aggregate_id=str(aggregate_id),
-                    version=aggregate.version,
-                    error=type(error).__name__,
-                )
+            due.append(Snapshot.take(aggregate, self.clock.now()))
+        if not due:
+            return
+        try:
+            # One write for all of them: a bulk save crosses many aggregates' intervals.
+            self.snapshots.put(due)
+        except (RecordConflictError, PersistenceError) as error:
+            logger.warning(
+                "snapshots_skipped",
+                aggregates=len(due),
+                first_aggregate_id=str(due[0].originator_id),
+                error=type(error).__name__,
+            )
 
     def load(self, aggregate_id: UUID, *, version: int | None = None) -> Aggregate:
         aggregate: object = self.repository.get(

@@ -136,30 +136,30 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 ).format(self.expect_version, self.events_table),
             ]
         )
-        self.append_function = SQL("{}.{}").format(schema, Identifier("accord_append"))
-        event_type = SQL("{}.{}").format(schema, Identifier(self.stored_event_type_name))
+        self.append_function = SQL("{}.{}").format(schema, Identifier("accord_insert"))
         self.sql_create_statements.append(
             # The common save in one statement: no claims, guards or erasures. Executed
-            # alone (autocommit), so the whole transaction is one round trip.
+            # alone (autocommit), so the whole transaction is one round trip. Columns as
+            # arrays, sent in binary: no text escaping of the bodies.
             SQL(
                 "CREATE OR REPLACE FUNCTION {function}("
-                "events {event_type}[], request_ids text[], fingerprints text[], "
-                "aggregate_ids uuid[], versions bigint[], entity_ids uuid[]) "
+                "ids uuid[], versions bigint[], topics text[], states bytea[], "
+                "request_ids text[], fingerprints text[], "
+                "aggregate_ids uuid[], request_versions bigint[], entity_ids uuid[]) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $$ "
                 "BEGIN "
                 "SET LOCAL lock_timeout = '{lock_timeout}s'; "
                 "LOCK TABLE {events} IN EXCLUSIVE MODE; "
                 "NOTIFY {channel}; "
                 "INSERT INTO {requests} SELECT * FROM unnest("
-                "request_ids, fingerprints, aggregate_ids, versions, entity_ids); "
+                "request_ids, fingerprints, aggregate_ids, request_versions, entity_ids); "
                 "RETURN QUERY INSERT INTO {events} "
                 "(originator_id, originator_version, topic, state) "
-                "SELECT originator_id, originator_version, topic, state FROM unnest(events) "
+                "SELECT * FROM unnest(ids, versions, topics, states) "
                 "RETURNING notification_id; "
                 "END $$"
             ).format(
                 function=self.append_function,
-                event_type=event_type,
                 lock_timeout=SQL(str(int(datastore.lock_timeout))),
                 events=self.events_table,
                 channel=Identifier(self.channel_name),
@@ -167,8 +167,8 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             )
         )
         self.append_statement = SQL(
-            "SELECT notification_id FROM {}(%s, %s::text[], %s::text[], %s::uuid[], "
-            "%s::bigint[], %s::uuid[]) AS notification_id"
+            "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
+            "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[]) AS notification_id"
         ).format(self.append_function)
 
     def insert_events(
@@ -239,12 +239,10 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         """Events and request records in one statement: lock, insert, commit in one round trip."""
         requests = [request for save in saves for request in save.requests]
         params = (
-            [
-                self.construct_pg_stored_event(
-                    e.originator_id, e.originator_version, e.topic, e.state
-                )
-                for e in events
-            ],
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
             [r.request_id for r in requests],
             [r.fingerprint for r in requests],
             [r.aggregate_id for r in requests],
