@@ -46,8 +46,13 @@ def _distinct_sorted(values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _without_nul(value: Any) -> Any:
     """PostgreSQL stores no NUL in text (nor ``\\u0000`` in jsonb): refused on every store alike."""
-    items = value if isinstance(value, tuple | list) else (value,)
-    if any(isinstance(item, str) and "\x00" in item for item in items):
+    if isinstance(value, str):  # the common case, checked without a generator (every field)
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+    if isinstance(value, tuple | list) and any(
+        isinstance(item, str) and "\x00" in item for item in value
+    ):
         raise ValueError("must not contain NUL characters")
     return value
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -59,13 +61,15 @@ MAX_REPEATED = 1000
 # ----------------------------------------------------------------- scalars
 
 
+@cache
 def enum_prefix(descriptor: EnumDescriptor) -> str:
-    """``ContactLayer`` -> ``CONTACT_LAYER_``."""
+    """``ContactLayer`` -> ``CONTACT_LAYER_`` (once per enum: every enum field of every call)."""
     name = descriptor.name
     snake = "".join(("_" + c if c.isupper() and i else c) for i, c in enumerate(name)).upper()
     return snake + "_"
 
 
+@cache
 def enum_in(descriptor: EnumDescriptor, number: int) -> str | None:
     """A request's enum number -> the domain value (None: UNSPECIFIED or unknown)."""
     value = descriptor.values_by_number.get(number)
@@ -155,33 +159,55 @@ def _value(field: Any, value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How to read one request message type, worked out once per type."""
+
+    defaults: dict[str, Any]
+    """Numbers and booleans without presence: 0 and false are values, never "not given"."""
+    money: frozenset[str]
+    repeated: frozenset[str]
+
+
+@cache
+def _plan(descriptor: Any) -> _Plan:
+    fields: list[Any] = list(descriptor.fields)
+    return _Plan(
+        defaults={
+            f.name: f.default_value
+            for f in fields
+            if not f.is_repeated and f.type in _NUMERIC_OR_BOOL and not f.has_presence
+        },
+        money=frozenset(f.name for f in fields if _is_message(f, _MONEY)),
+        repeated=frozenset(f.name for f in fields if f.is_repeated),
+    )
+
+
 def fields_of(message: Message) -> dict[str, Any]:
-    """The fields a request sets, as plain values keyed by the proto's field names."""
-    data: dict[str, Any] = {}
-    present = {field.name for field, _ in message.ListFields()}
-    fields: list[Any] = list(message.DESCRIPTOR.fields)
-    for field in fields:
-        value = getattr(message, field.name)
-        if field.is_repeated:
-            check_repeated(field.name, len(value))
+    """The fields a request sets, as plain values keyed by the proto's field names.
+
+    Only the fields set are visited (``ListFields``), with what each type
+    needs worked out once: this runs for every command and every item of a
+    bulk batch.
+    """
+    plan = _plan(message.DESCRIPTOR)
+    data: dict[str, Any] = dict(plan.defaults)
+    for field, value in message.ListFields():
+        name = field.name
+        if name in plan.repeated:
+            check_repeated(name, len(value))
             items = [_value(field, v) for v in value]
             if items:
-                data[field.name] = tuple(items)
-            continue
-        if field.name not in present:
-            # Numbers and booleans without presence have no "not given": 0 and false are values.
-            if field.type in _NUMERIC_OR_BOOL and not field.has_presence:
-                data[field.name] = value
-            continue
-        if _is_message(field, _MONEY):
+                data[name] = tuple(items)
+        elif name in plan.money:
             if value.amount:
-                data[field.name] = value.amount
+                data[name] = value.amount
             if value.currency:
                 data["currency"] = value.currency
-            continue
-        converted = _value(field, value)
-        if converted is not None:
-            data[field.name] = converted
+        else:
+            converted = _value(field, value)
+            if converted is not None:
+                data[name] = converted
     return data
 
 

@@ -141,6 +141,7 @@ class Rpc:
     input: Descriptor
     output: Descriptor
     streaming: bool
+    client_streaming: bool = False
 
     def __repr__(self) -> str:
         return self.name
@@ -175,6 +176,7 @@ def _enumerate() -> list[Rpc]:
             method.input_type,
             method.output_type,
             method.server_streaming,
+            method.client_streaming,
         )
         for module in MODULES
         for service in module.DESCRIPTOR.services_by_name.values()
@@ -198,7 +200,9 @@ def _is_timestamp(f: Any) -> bool:
 
 
 def _is_id(name: str) -> bool:
-    return name != "request_id" and (name.endswith("_id") or name.endswith("_ids"))
+    """A UUID field, by its (dotted) name; a request id is free text."""
+    last = name.rsplit(".", 1)[-1]
+    return last != "request_id" and (last.endswith("_id") or last.endswith("_ids"))
 
 
 def string_paths(descriptor: Descriptor, prefix: str = "") -> Iterator[tuple[str, list[Any]]]:
@@ -499,7 +503,12 @@ class Fuzz:
                 timeout = WAIT_TIMEOUT
         started = time.perf_counter()
         try:
-            if rpc.streaming:
+            if rpc.client_streaming:  # the fuzzed payload as a stream of one message
+                both: grpc.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
+                    rpc.path, request_serializer=None, response_deserializer=None
+                )
+                responses = list(both(iter([payload]), timeout=timeout, metadata=self.metadata))
+            elif rpc.streaming:
                 stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(
                     rpc.path, request_serializer=None, response_deserializer=None
                 )
@@ -550,6 +559,9 @@ class Fuzz:
         if code != Code.OK or not rpc.mutating:
             assert after == before, f"{code.name} {what} moved the log {before} -> {after}"
             return violations
+        if rpc.client_streaming:
+            self._judge_items(outcome, before, after, what)
+            return violations
         response = rpc.response(outcome.responses[0])
         if getattr(response, "replayed", False):
             assert after == before, f"a replay recorded {before} -> {after}: {what}"
@@ -558,6 +570,32 @@ class Fuzz:
             assert getattr(response, "position", None) == after, (response, after, what)
             self.recorded.append((rpc.name, after - before))
         return violations
+
+    def _judge_items(self, outcome: Outcome, before: int, after: int, what: str) -> None:
+        """A bulk batch: each item recorded once (between the heads) or refused as a unary call."""
+        results = [
+            result
+            for payload in outcome.responses
+            for result in customer_pb2.IngestInteractionsResponse.FromString(payload).results
+        ]
+        fresh = [
+            r.recorded.position
+            for r in results
+            if r.WhichOneof("outcome") == "recorded" and not r.recorded.replayed
+        ]
+        assert all(before < p <= after for p in fresh), (fresh, before, after, what)
+        assert len(set(fresh)) == len(fresh), what
+        if not fresh:
+            assert after == before, f"a batch recorded nothing yet moved the log: {what}"
+        else:
+            self.recorded.append(("IngestInteractions", len(fresh)))
+        for r in results:
+            if r.WhichOneof("outcome") != "error":
+                continue
+            assert Code[r.error.code] in ALWAYS_ALLOWED - {Code.OK}, (r.error, what)
+            if r.error.code == "INVALID_ARGUMENT":
+                assert r.error.field_violations, (r.error, what)
+                assert all(v.field and v.description for v in r.error.field_violations), what
 
     @staticmethod
     def waits_for(request: Message | None, head: int) -> bool:
@@ -626,13 +664,18 @@ def test_the_descriptors_name_every_service_and_rpc() -> None:
     assert len(services) == 5
     per_service = {s: sum(1 for r in RPCS if r.service == s) for s in services}
     assert per_service == {
-        "accord.v1.CustomerService": 11,
+        "accord.v1.CustomerService": 12,
         "accord.v1.PartnerService": 13,
         "accord.v1.ComplianceService": 4,
         "accord.v1.InsightService": 5,
         "accord.v1.AuditService": 5,
     }
-    assert {r.name for r in RPCS if r.streaming} == {"ReadEvents", "GetAggregateHistory"}
+    assert {r.name for r in RPCS if r.streaming} == {
+        "ReadEvents",
+        "GetAggregateHistory",
+        "IngestInteractions",
+    }
+    assert {r.name for r in RPCS if r.client_streaming} == {"IngestInteractions"}
 
 
 @pytest.mark.parametrize("rpc", RPCS, ids=lambda rpc: rpc.name)
@@ -746,6 +789,17 @@ def _baselines(t: Targets) -> dict[str, dict[str, Any]]:
         "GetSegmentSummary": {},
         "GetLifecycleFunnel": {},
         "GetPartnerScorecard": {"partner_id": p},
+        "IngestInteractions": {
+            "interactions": [
+                {
+                    "customer_id": c,
+                    "kind": common_pb2.INTERACTION_KIND_CALL,
+                    "channel": common_pb2.CHANNEL_PHONE,
+                    "direction": common_pb2.DIRECTION_INBOUND,
+                    "occurred_at": yesterday,
+                }
+            ]
+        },
         "ReadEvents": {},
         "GetAggregateHistory": {"aggregate_id": c},
         "GetAggregateAt": {"aggregate_id": c},
@@ -831,6 +885,8 @@ def hostile_cases(rpc: Rpc, targets: Targets) -> Iterator[Case]:
         elif f.type in INT_RANGES and not f.is_repeated:
             for number in INT_RANGES[f.type]:
                 yield Case(f"{f.name} = {number}", replaced(**{f.name: number}), None)
+        if f.is_repeated and f.type == FieldDescriptor.TYPE_MESSAGE:
+            continue  # a batch of messages: its size limit is tested in test_ingest_api
         if f.is_repeated:
             yield Case(f"{HUGE} valid {f.name}", replaced(**{f.name: _huge(f, targets)}), f.name)
             junk: list[Any] = [999] if f.type == FieldDescriptor.TYPE_ENUM else ["x"]
@@ -846,8 +902,9 @@ def _validated_name(chain: Sequence[Any]) -> str:
     (``revenue.amount`` is validated as ``revenue``, ``revenue.currency`` as ``currency``.)
     """
     money = common_pb2.Money.DESCRIPTOR.full_name
-    if len(chain) == 2 and chain[0].message_type.full_name == money:
-        return str(chain[0].name if chain[1].name == "amount" else chain[1].name)
+    if len(chain) >= 2 and chain[-2].message_type.full_name == money:
+        inner = str(chain[-2].name if chain[-1].name == "amount" else chain[-1].name)
+        return ".".join([*(f.name for f in chain[:-2]), inner])
     return ".".join(f.name for f in chain)
 
 
@@ -870,10 +927,30 @@ def test_hand_made_hostile_requests(fuzz: Fuzz, rpc: Rpc) -> None:
         if case.field is None:
             continue
         what = (rpc.name, case.label, outcome.code, violations)
+        if rpc.client_streaming and outcome.code == Code.OK:
+            # A bad item is that item's INVALID_ARGUMENT, naming the field within the item.
+            _assert_items_refused(outcome, case.field.removeprefix("interactions."), what)
+            continue
         assert outcome.code == Code.INVALID_ARGUMENT, what
         assert any(v.startswith(case.field) for v in violations), what
         if case.label.startswith(str(HUGE)):
             assert outcome.seconds < SLOW, what
+
+
+def _assert_items_refused(outcome: Outcome, field: str, what: object) -> None:
+    results = [
+        result
+        for payload in outcome.responses
+        for result in customer_pb2.IngestInteractionsResponse.FromString(payload).results
+    ]
+    assert results, what
+    result = results[-1]  # the broken field arrives as an item of its own, after the valid one
+    assert result.WhichOneof("outcome") == "error", what
+    assert result.error.code == "INVALID_ARGUMENT", (result.error, what)
+    assert any(v.field.startswith(field) for v in result.error.field_violations), (
+        result.error,
+        what,
+    )
 
 
 # ------------------------------------------------------------------- limits
