@@ -13,7 +13,7 @@ import psycopg.errors
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from adapters.group_commit import GroupCommit
@@ -249,9 +249,12 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             [r.version for r in requests],
             [r.entity_id for r in requests],
         )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,  # no dict per returned id
+        ):
             curs.execute(self.append_statement, params, prepare=True)
-            return [row["notification_id"] for row in curs.fetchall()]
+            return [row[0] for row in curs.fetchall()]
 
     def _write_journals(self, curs: Cursor[DictRow], saves: Sequence[Save]) -> None:
         """Request records in one statement; the rarer claims, erasures and guards one by one.
