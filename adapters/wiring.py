@@ -30,6 +30,8 @@ def settings_from_env() -> Settings:
         values["snapshot_interval"] = int(os.environ["ACCORD_SNAPSHOT_INTERVAL"])
     if "ACCORD_BASE_CURRENCY" in os.environ:
         values["base_currency"] = os.environ["ACCORD_BASE_CURRENCY"]
+    if "ACCORD_AGGREGATE_CACHE" in os.environ:
+        values["aggregate_cache_size"] = int(os.environ["ACCORD_AGGREGATE_CACHE"])
     return Settings.model_validate(values)
 
 
