@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -20,6 +21,8 @@ from tests.conftest import AccordFactory
 
 TRIALS = 200
 SHARERS = 3
+STAGGER = (0.0, 0.0005, 0.001, 0.002, 0.004)
+"""Delays of the rival's start, trial by trial (seconds)."""
 RACING = Settings(max_attempts=20, aggregate_cache_size=0)
 """Without the aggregate cache every contender loads from the store, so both orders happen.
 
@@ -29,13 +32,24 @@ aggregate and wins nearly every time: the race would only go one way.
 
 
 def _race(
-    app: Accord, rival: Callable[[], object], customer_id: UUID, partner_id: UUID
+    app: Accord,
+    rival: Callable[[], object],
+    customer_id: UUID,
+    partner_id: UUID,
+    *,
+    rival_delay: float = 0.0,
 ) -> list[ShareOutcome]:
-    """Release the rival command and SHARERS shares at the same instant."""
+    """Release SHARERS shares at one instant and the rival command ``rival_delay`` s later.
+
+    A share does more work than its rival (it also loads the partner), so trials
+    spread the rival's start over a few milliseconds: both orders then happen.
+    """
     start = threading.Barrier(SHARERS + 1)
 
     def rival_at_once() -> None:
         start.wait()
+        if rival_delay:
+            time.sleep(rival_delay)
         rival()
 
     def share_at_once(_: int) -> ShareOutcome:
@@ -59,14 +73,20 @@ def test_no_share_is_recorded_after_a_concurrent_withdrawal(make_accord: AccordF
     partner_id = active_partner(app, app.clock.now())
     refused_after_withdrawal = shared_before_withdrawal = 0
 
-    for _ in range(TRIALS):
+    for trial in range(TRIALS):
         customer_id = new_customer(app)
         consent = app.customers.grant_consent(grant(customer_id, partner_id, app.clock.now()), CTX)
         assert consent.entity_id is not None
         withdraw = c.WithdrawConsent(
             customer_id=customer_id, consent_id=consent.entity_id, channel="APP"
         )
-        _race(app, partial(app.customers.withdraw_consent, withdraw, CTX), customer_id, partner_id)
+        _race(
+            app,
+            partial(app.customers.withdraw_consent, withdraw, CTX),
+            customer_id,
+            partner_id,
+            rival_delay=STAGGER[trial % len(STAGGER)],
+        )
 
         history = _positions_by_topic(app, customer_id)
         [withdrawn_at] = [p for p, e in history if isinstance(e, ConsentWithdrawn)]
@@ -86,12 +106,18 @@ def test_no_share_is_recorded_after_a_concurrent_partner_suspension(
     app = make_accord(settings=RACING)
     trials = TRIALS // 4
     shared = refused = 0
-    for _ in range(trials):
+    for trial in range(trials):
         partner_id = active_partner(app, app.clock.now())
         customer_id = new_customer(app)
         app.customers.grant_consent(grant(customer_id, partner_id, app.clock.now()), CTX)
         suspend = c.SuspendPartner(partner_id=partner_id, reason="incident")
-        outcomes = _race(app, partial(app.partners.suspend, suspend, CTX), customer_id, partner_id)
+        outcomes = _race(
+            app,
+            partial(app.partners.suspend, suspend, CTX),
+            customer_id,
+            partner_id,
+            rival_delay=STAGGER[trial % len(STAGGER)],
+        )
 
         [suspended_at] = [
             p for p, e in _positions_by_topic(app, partner_id) if isinstance(e, PartnerSuspended)
