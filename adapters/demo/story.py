@@ -318,6 +318,15 @@ SATISFACTION: dict[Persona, tuple[int, int]] = {
 }
 
 
+SHOWCASE = 13
+"""The customer the README shows (with the default seed: 596573c7-...): a Champion persona
+who also buys in each of the story's last three weeks and consents to MARKETING with the
+showcase partner three weeks before the end, so the README's commands answer the same
+whatever day the demo is loaded, not only when the seasons and plans happen to fall right."""
+SHOWCASE_PARTNER = 3
+"""The partner of the README's consent check (7523cb24-...): active, MARKETING, CONTACT."""
+
+
 def stable_id(seed: int, *parts: object) -> UUID:
     """The same id for the same seed and story element, on every run."""
     return uuid5(ID_NAMESPACE, ":".join(str(p) for p in (seed, *parts)))
@@ -909,6 +918,11 @@ class CustomerStory:
             self._plan_touch(month + timedelta(days=r.uniform(5, 25)), InteractionKind.CARE)
         if r.random() < 0.01 and self.contacts:  # a stakeholder moves on
             self._push(self._moment(month + timedelta(days=r.randrange(days))), self._turnover)
+        if p.index == SHOWCASE and following >= self.world.end:
+            # Planned after the month's own draws, so the rest of its story is unchanged.
+            for days_before in (2, 9, 16):
+                self._plan_purchase(self.world.end - timedelta(days=days_before))
+            self._push(self._moment(self.world.end - timedelta(days=20)), self._showcase_grant)
 
     def _plan_touch(self, day: datetime, kind: InteractionKind) -> None:
         occurred = self._moment(day)
@@ -1153,6 +1167,36 @@ class CustomerStory:
                 capture=ConsentCaptureFields(
                     method=method,
                     source="customer-portal" if method == "WEB_FORM" else "sales-office",
+                    evidence_ref=f"EVID-{self.now:%Y%m%d}-{consent.consent_id.hex[:10]}",
+                    notice_version=f"PN-{self.now.year}.1",
+                ),
+            ),
+            PRIVACY,
+        )
+
+    def _showcase_grant(self) -> Step | None:
+        """The README's consent check: MARKETING to the showcase partner, in effect at the end."""
+        partner = self.world.partners[SHOWCASE_PARTNER]
+        held = any(
+            c.partner is partner and c.purpose is Purpose.MARKETING for c in self.consents.values()
+        )
+        if held or not partner.active_at(self.now) or Purpose.MARKETING not in partner.purposes:
+            return None
+        consent = ConsentState(
+            self._id("consent"), partner, Purpose.MARKETING, partner.categories, self.now, None
+        )
+        self.consents[consent.consent_id] = consent
+        return Step(
+            self.now,
+            GrantConsent(
+                customer_id=self.p.customer_id,
+                consent_id=consent.consent_id,
+                partner_id=partner.partner_id,
+                purpose=Purpose.MARKETING,
+                data_categories=partner.categories,
+                capture=ConsentCaptureFields(
+                    method="WEB_FORM",
+                    source="customer-portal",
                     evidence_ref=f"EVID-{self.now:%Y%m%d}-{consent.consent_id.hex[:10]}",
                     notice_version=f"PN-{self.now.year}.1",
                 ),

@@ -22,9 +22,10 @@ from uuid import UUID
 import pytest
 
 from adapters.demo import DemoError, DemoOptions, run_demo
-from adapters.demo.story import Story
+from adapters.demo.story import SHOWCASE, SHOWCASE_PARTNER, Story, stable_id
 from adapters.store import StoreConfig
 from adapters.wiring import build_accord, build_read_models
+from application.commands import GrantConsent, RecordInteraction, WithdrawConsent
 from application.personal_data import MasterKey
 from application.service import Accord
 from application.settings import Settings
@@ -337,3 +338,33 @@ def test_the_data_set_answers_the_readme_questions(loaded: Loaded) -> None:
     assert allowed.allowed
     assert allowed.evidence
     assert not denied.allowed
+
+
+@pytest.mark.parametrize("days_later", [0, 45, 137, 290])
+def test_the_readme_customer_buys_lately_and_consents_to_marketing_whatever_the_day(
+    days_later: int,
+) -> None:
+    """The README's commands name fixed ids; the story keeps them meaningful on any day."""
+    end = datetime(2026, 11, 30, 12, tzinfo=UTC) + timedelta(days=days_later)
+    customer_id = stable_id(7, "customer", SHOWCASE)
+    partner_id = stable_id(7, "partner", SHOWCASE_PARTNER)
+    purchases: list[datetime] = []
+    grants: list[UUID] = []
+    withdrawn: set[UUID] = set()
+    for step in Story(7, 1, end, "CNY").steps():
+        command = step.command
+        if getattr(command, "customer_id", None) != customer_id:
+            continue
+        if isinstance(command, RecordInteraction) and command.kind == "PURCHASE":
+            purchases.append(command.occurred_at)
+        if isinstance(command, GrantConsent) and command.partner_id == partner_id:
+            assert command.purpose == "MARKETING"
+            assert "CONTACT" in command.data_categories
+            if command.expires_at is None or command.expires_at > end:
+                grants.append(command.consent_id)
+        if isinstance(command, WithdrawConsent):
+            withdrawn.add(command.consent_id)
+
+    assert max(purchases) > end - timedelta(days=4)
+    assert len([p for p in purchases if p > end - timedelta(days=21)]) >= 3
+    assert set(grants) - withdrawn, "a MARKETING consent to the showcase partner stays in effect"
