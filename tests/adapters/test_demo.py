@@ -360,6 +360,7 @@ def test_the_readme_customer_buys_lately_and_consents_to_marketing_whatever_the_
         if isinstance(command, GrantConsent) and command.partner_id == partner_id:
             assert command.purpose == "MARKETING"
             assert "CONTACT" in command.data_categories
+            assert command.consent_id is not None  # the story chooses every id
             if command.expires_at is None or command.expires_at > end:
                 grants.append(command.consent_id)
         if isinstance(command, WithdrawConsent):
