@@ -84,11 +84,11 @@ def test_an_empty_or_oversized_batch_ends_the_stream_with_invalid_argument(
     before = stored_event_count(served.store)
 
     for group in ([], [interaction(customer_id)] * 1001):
-        error = rpc_error(
-            lambda group=group: list(
-                client.customers.IngestInteractions(batches(group), timeout=TIMEOUT)
-            )
-        )
+
+        def send(group: list[object] = group) -> object:
+            return list(client.customers.IngestInteractions(batches(group), timeout=TIMEOUT))
+
+        error = rpc_error(send)
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "1 to 1000 interactions" in (error.details() or "")
     assert stored_event_count(served.store) == before
