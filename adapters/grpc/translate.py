@@ -96,13 +96,25 @@ def instant_in(field: str, value: Timestamp) -> datetime:
         raise RpcError(invalid_field(field, "not a valid timestamp")) from None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp_out(value: datetime | str | None) -> Timestamp | None:
+    """A naive time is local time, as ``astimezone`` reads it.
+
+    Computed here rather than by ``Timestamp.FromDatetime`` (the same whole
+    seconds and nanoseconds), which costs twice as much: a replay makes one
+    per event.
+    """
     if value is None:
         return None
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    out = Timestamp()
-    out.FromDatetime(moment.astimezone(UTC))
-    return out
+    if moment.utcoffset() is None:
+        moment = moment.astimezone(UTC)
+    elapsed = moment - _EPOCH
+    return Timestamp(
+        seconds=elapsed.days * 86_400 + elapsed.seconds, nanos=elapsed.microseconds * 1000
+    )
 
 
 def money_out(amount: Decimal | str, currency: str) -> common_pb2.Money:

@@ -1,9 +1,10 @@
 """AuditService: the log, replays and the hash chain, for auditors and followers.
 
 Events are served only up to the audit trail's position, so every one of
-them carries its chain hash. A batch costs one read of the log (with the
-type filters pushed into it) and one read of the trail, so memory is bounded
-by the batch size however long the log. Following waits for the trail in
+them carries its chain hash. The log is read a page of positions at a time
+(with the type filters pushed into the read), with the trail's entries for
+that page in one more read, so memory is bounded by a batch and a page
+however long the log. Following waits for the trail in
 short, bounded steps, so a stream notices within a second that its client
 went away or its deadline is near, and sends a heartbeat when idle.
 
@@ -12,18 +13,22 @@ near the 4 MiB limit however large the events are. A slow reader is paced by
 gRPC itself: the synchronous server asks a stream's generator for its next
 batch only when the previous one has been handed to the transport, which
 HTTP/2 flow control holds while the client does not read. A stalled stream
-thus holds one batch (and its thread: see ``adapters.grpc.limits``), never
-the log (``tests/e2e/test_backpressure.py`` measures it).
+thus holds one batch and the rest of a page (and its thread: see
+``adapters.grpc.limits``), never the log (``tests/e2e/test_backpressure.py``
+measures it).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+
+from eventsourcing.persistence import Notification
 
 from adapters.grpc import server
 from adapters.grpc.errors import RpcError, invalid
@@ -45,7 +50,11 @@ MAX_BATCH = 5000
 BATCH_BYTES = 1024 * 1024
 """A batch ends once its events reach this size (it always holds at least one event)."""
 READ_PAGE = 100
-"""Events read from the store at a time while a batch fills."""
+"""One aggregate's events read from the store at a time while a batch fills."""
+LOG_PAGE = 1000
+"""Positions of the log in a stream's first page, and in every page of a filtered read."""
+PAGE_BYTES = 2 * BATCH_BYTES
+"""About how much stored JSON a page of an unfiltered read holds (a stream holds one page)."""
 HEARTBEAT_SECONDS = 5.0
 """An idle follower gets an empty, caught-up batch this often, so it knows the stream is alive."""
 POLL_SECONDS = 1.0
@@ -141,6 +150,64 @@ class _Filter:
         return self.types is None or doc["type"] in self.types
 
 
+class _LogCursor:
+    """Where one ReadEvents stream is in the log, holding the rest of the page it read last.
+
+    The log is read a page at a time, but a batch may end mid-page (at its
+    byte limit): the events it did not take wait here for the next batch, so a
+    stream reads each event from the store once, and never holds more than a
+    page of them.
+
+    A page is a range of positions, not a count of events, so its query reads
+    at most a page of rows whatever plan the database picks: bounded only by
+    the head, a count was planned as a scan (and sort) of the whole rest of
+    the log while the table's statistics were stale, as after a bulk load.
+    Filtered, a page spans ``LOG_PAGE`` positions, since few of its events may
+    pass. Unfiltered, pages after the first are sized by the events seen so far
+    to hold about ``PAGE_BYTES``, never more events than a batch: a log of
+    small events is read in few round trips (each page also costs a read of
+    the trail, and each read a pool checkout), one of large events in pages
+    that stay small.
+    """
+
+    def __init__(self, servicer: AuditServicer, wanted: _Filter, after: int) -> None:
+        self.servicer = servicer
+        self.topics = sorted(wanted.types or ())
+        self.none_pass = wanted.types == frozenset()
+        self.batch_size = wanted.batch_size
+        self.span = LOG_PAGE if self.topics else min(LOG_PAGE, wanted.batch_size)
+        self.read_to = after
+        """The last position read from the store."""
+        self.pending: deque[Notification] = deque()
+        self.entries: dict[int, Doc] = {}
+        """The trail's entries of the ``pending`` events, by position."""
+
+    def messages(self, head: int, disclosure: Disclosure) -> Iterator[audit_pb2.Event]:
+        """The events up to ``head`` that pass, lazily: a batch takes what it can hold."""
+        translator = self.servicer.translator
+        while True:
+            while self.pending and self.pending[0].id <= head:
+                notification = self.pending.popleft()
+                entry = self.entries.pop(notification.id)
+                yield translator.message(notification, notification.id, entry, disclosure)
+            if self.pending or self.none_pass or self.read_to >= head:
+                return
+            self._read(head)
+
+    def _read(self, head: int) -> None:
+        stop = min(head, self.read_to + self.span)
+        page = self.servicer.log.recorder.select_notifications(
+            start=self.read_to + 1, limit=self.span, stop=stop, topics=self.topics
+        )
+        self.entries = self.servicer._trail_entries([n.id for n in page])
+        self.pending.extend(page)
+        self.read_to = stop
+        if page and not self.topics:
+            stored = sum(len(n.state) for n in page)
+            fits = PAGE_BYTES * len(page) // max(stored, 1)
+            self.span = max(1, min(fits, self.batch_size, MAX_BATCH))
+
+
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def __init__(self, accord: Accord, read_models: ReadModels) -> None:
         self.accord = accord
@@ -198,8 +265,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         call = current_call()
         self._await_trail(request.min_position)
         after = max(request.from_position, 1) - 1
+        cursor = _LogCursor(self, wanted, after)
         while True:
-            batch = self._events_batch(wanted, after, call.sees_personal_data)
+            batch = self._events_batch(wanted, cursor, after, call.sees_personal_data)
             after = batch.position
             yield batch
             if batch.caught_up or not call.context.is_active():
@@ -213,7 +281,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 return
             wait = min(POLL_SECONDS, remaining - DEADLINE_MARGIN)
             if self.read_models.runner.wait_for(audit_trail.NAME, after + 1, wait):
-                batch = self._events_batch(wanted, after, call.sees_personal_data)
+                batch = self._events_batch(wanted, cursor, after, call.sees_personal_data)
                 after = batch.position
             else:
                 batch = audit_pb2.ReadEventsResponse(position=after, caught_up=True)
@@ -222,39 +290,18 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 last_sent = time.monotonic()
 
     def _events_batch(
-        self, wanted: _Filter, after: int, show_personal: bool
+        self, wanted: _Filter, cursor: _LogCursor, after: int, show_personal: bool
     ) -> audit_pb2.ReadEventsResponse:
         """The next batch after position ``after`` (the last one examined so far)."""
         if wanted.aggregate_id is not None:
             return self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
         head = self._trail_head()
         disclosure = self.translator.disclosure(show_personal=show_personal)
-        messages = self._log_messages(wanted, after, head, disclosure)
-        events, more = _batch(messages, wanted.batch_size)
+        events, more = _batch(cursor.messages(head, disclosure), wanted.batch_size)
         examined = events[-1].position if more else max(head, after)
         return audit_pb2.ReadEventsResponse(
             events=events, position=examined, caught_up=examined >= head
         )
-
-    def _log_messages(
-        self, wanted: _Filter, after: int, head: int, disclosure: Disclosure
-    ) -> Iterator[audit_pb2.Event]:
-        """The events after ``after`` up to ``head`` that ``wanted`` lets pass, a page at a time."""
-        if wanted.types == frozenset():
-            return
-        page_size = min(READ_PAGE, wanted.batch_size)
-        while after < head:
-            page = self.log.recorder.select_notifications(
-                start=after + 1, limit=page_size, stop=head, topics=sorted(wanted.types or ())
-            )
-            entries = self._trail_entries([n.id for n in page])
-            for notification in page:
-                yield self.translator.message(
-                    notification, notification.id, entries[notification.id], disclosure
-                )
-            if len(page) < page_size:
-                return
-            after = page[-1].id
 
     def _aggregate_batch(
         self, wanted: _Filter, aggregate_id: UUID, after: int, show_personal: bool

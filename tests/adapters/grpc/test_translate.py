@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.grpc.errors import RpcError
 from adapters.grpc.generated.accord.v1 import common_pb2, customer_pb2, partner_pb2
@@ -22,6 +25,7 @@ from adapters.grpc.translate import (
     page_token_in,
     page_token_out,
     paged,
+    timestamp_out,
     undecodable_request,
 )
 from domain import values
@@ -189,3 +193,19 @@ def test_repeated_fields_beyond_the_bound_are_refused_before_their_items_are_rea
 def test_page_tokens_that_are_not_ours_are_refused(token: str) -> None:
     with pytest.raises(RpcError, match="page_token"):
         page_token_in(token, {"tier": None})
+
+
+MOMENTS = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30)) | st.datetimes(
+    datetime(1, 1, 2),
+    datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-11, minutes=-30))]),
+)
+
+
+@given(moment=MOMENTS)
+def test_timestamps_out_are_what_the_library_makes_of_the_time_in_utc(moment: datetime) -> None:
+    """Naive times read as local time, as ``astimezone`` reads them."""
+    expected = Timestamp()
+    expected.FromDatetime(moment.astimezone(UTC))
+    assert timestamp_out(moment) == expected
+    assert timestamp_out(moment.isoformat()) == expected
