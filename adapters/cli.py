@@ -25,6 +25,7 @@ from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
 from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
 from adapters.logging import configure_logging
 from adapters.metrics import Metrics, MetricsServer, start_metrics_server
+from adapters.rebuild import rebuild as rebuild_read_models
 from adapters.store import StoreConfig, StoreConfigError, store_config
 from adapters.wiring import build_accord, build_read_models, build_view_store
 from application.errors import StoreUnavailableError
@@ -290,20 +291,26 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    names = {p.name for p in all_projections()}
-    if args.name not in names:
-        print(f"accord: no read model {args.name!r}; choose from {sorted(names)}", file=sys.stderr)
+    known = [p.name for p in all_projections()]
+    chosen = known if args.all else list(dict.fromkeys(args.names))
+    if not chosen:
+        print("accord: name the read models to rebuild (or --all)", file=sys.stderr)
         return 2
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        print(f"accord: no read model {unknown[0]!r}; choose from {sorted(known)}", file=sys.stderr)
+        return 2
+    title = ", ".join(chosen) if len(chosen) < len(known) else "all read models"
     config, app = _open(args)
     with app, cli_log.interruptible() as stop:
         views = build_read_models(app, config, batch_size=args.batch_size)
-        progress = Progress(args.name)
-        bar = cli_log.progress_bar(f"rebuild {args.name}")
+        progress = Progress(title)
+        bar = cli_log.progress_bar(f"rebuild {title}")
         bar.console.file = sys.stderr
         done = threading.Event()
 
         def report() -> None:
-            task = bar.add_task(args.name, total=None, rate="")
+            task = bar.add_task(title, total=None, rate="")
             while not done.wait(0.5):
                 rate = progress.events / max(time.monotonic() - progress.started, 1e-9)
                 bar.update(
@@ -317,17 +324,21 @@ def _rebuild(args: argparse.Namespace) -> int:
         with bar:
             reporter.start()
             try:
-                generation = views.runner.rebuild(args.name, progress, stop)
+                rebuilt = rebuild_read_models(
+                    app, config, views, chosen, workers=args.workers, progress=progress, stop=stop
+                )
             finally:
                 done.set()
                 reporter.join()
+        for name in chosen:
+            generation = rebuilt.generations[name] if rebuilt else None
+            print(
+                json.dumps({"name": name, "generation": generation, "position": progress.position})
+            )
+    if rebuilt is None:
         print(
-            json.dumps({"name": args.name, "generation": generation, "position": progress.position})
-        )
-    if generation is None:
-        print(
-            f"accord: rebuild of {args.name} paused at position {progress.position}; the serving "
-            "copy is untouched; run the same command again to resume",
+            f"accord: rebuild of {title} paused at position {progress.position}; the serving "
+            "copies are untouched; run the same command again to resume",
             file=sys.stderr,
         )
         return cli_log.INTERRUPTED
@@ -542,10 +553,18 @@ def build_parser() -> argparse.ArgumentParser:
     project.set_defaults(handler=_project)
 
     rebuild = commands.add_parser(
-        "rebuild", help="rebuild a read model from position 0 beside the serving copy"
+        "rebuild",
+        help="rebuild read models from position 0 beside the serving copies, in one pass",
     )
-    rebuild.add_argument("name")
+    rebuild.add_argument("names", nargs="*", metavar="NAME")
+    rebuild.add_argument("--all", action="store_true", help="every read model")
     rebuild.add_argument("--batch-size", type=int, default=2000)
+    rebuild.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes to rebuild with (PostgreSQL; default: up to 2, one per core)",
+    )
     rebuild.set_defaults(handler=_rebuild)
 
     digest = commands.add_parser("digest", help="print the audit chain's (position, hash)")

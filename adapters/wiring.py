@@ -65,10 +65,13 @@ def build_view_store(accord: Accord, config: StoreConfig) -> ViewStore:
             password=env["POSTGRES_PASSWORD"] or None,
         )
         return PostgresViewStore(
-            recorder.datastore, channel=recorder.channel_name, conninfo=conninfo
+            recorder.datastore,
+            channel=recorder.channel_name,
+            conninfo=conninfo,
+            events_table=recorder.events_table_name,
         )
     assert isinstance(recorder, AccordSQLiteRecorder)
-    return SQLiteViewStore(recorder.datastore)
+    return SQLiteViewStore(recorder.datastore, events_table=recorder.events_table_name)
 
 
 def build_read_models(

@@ -28,6 +28,7 @@ from domain.customer import (
 )
 from domain.events import DomainEvent
 from domain.personal import ERASED
+from projections.projection import aggregate_key
 from projections.store import Doc, DocReader, Docs
 
 NAME = "customer_summary"
@@ -56,7 +57,7 @@ class CustomerSummary:
     )
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
-        key = str(event.originator_id)
+        key = aggregate_key(event)
         if isinstance(event, CustomerRegistered):
             doc: Doc = {
                 "customer_id": key,
@@ -97,7 +98,23 @@ class CustomerSummary:
 
     @staticmethod
     def _fold(doc: Doc, event: DomainEvent) -> None:
-        if isinstance(event, CustomerProfileUpdated):
+        if isinstance(event, InteractionRecorded):  # most events: first
+            doc["interactions"] += 1
+            kind = event.kind.value
+            by_kind = doc["interactions_by_kind"]
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            occurred = event.occurred_at.astimezone(UTC).isoformat()  # comparable as text
+            if doc["last_interaction_at"] is None or occurred > doc["last_interaction_at"]:
+                doc["last_interaction_at"] = occurred
+            if event.amount is not None:
+                net = Decimal(doc["net_purchases"])
+                if kind == "PURCHASE":
+                    doc["purchases"] += 1
+                    doc["net_purchases"] = str(net + event.amount)
+                else:
+                    doc["refunds"] += 1
+                    doc["net_purchases"] = str(net + -1 * event.amount)
+        elif isinstance(event, CustomerProfileUpdated):
             for field in PROFILE:
                 value = getattr(event, field)
                 if value is not None:
@@ -115,17 +132,6 @@ class CustomerSummary:
             }
         elif isinstance(event, ContactRemoved):
             doc["contacts"].pop(str(event.contact_id), None)
-        elif isinstance(event, InteractionRecorded):
-            doc["interactions"] += 1
-            by_kind = doc["interactions_by_kind"]
-            by_kind[event.kind.value] = by_kind.get(event.kind.value, 0) + 1
-            occurred = event.occurred_at.astimezone(UTC).isoformat()  # comparable as text
-            if doc["last_interaction_at"] is None or occurred > doc["last_interaction_at"]:
-                doc["last_interaction_at"] = occurred
-            if event.amount is not None:
-                sign = 1 if event.kind.value == "PURCHASE" else -1
-                doc["purchases" if sign > 0 else "refunds"] += 1
-                doc["net_purchases"] = str(Decimal(doc["net_purchases"]) + sign * event.amount)
         elif isinstance(event, TierChanged):
             doc["tier"] = event.to_tier.value
             doc["tier_effective_from"] = event.effective_from.isoformat()

@@ -45,6 +45,7 @@ from eventsourcing.persistence import Notification
 from domain.customer import CustomerRegistered, InteractionRecorded
 from domain.events import DomainEvent
 from domain.values import InteractionKind
+from projections.projection import aggregate_key
 from projections.store import Doc, DocReader, Docs
 
 NAME: Final = "lifecycle"
@@ -108,22 +109,34 @@ def as_day(d: date) -> date:
     return d
 
 
+_last_entry: tuple[object, list[str] | None] = (None, None)
+"""The last event ``history_entry`` saw, and its entry: two read models ask for each."""
+
+
 def history_entry(event: InteractionRecorded) -> list[str] | None:
     """The compact ``[occurred_at, signed amount]`` of a PURCHASE or REFUND, else None.
 
     ``occurred_at`` is written in UTC with a fixed width (always microseconds),
     so the stored strings sort in time order without being parsed.
     """
+    global _last_entry
+    seen, entry = _last_entry
+    if seen is event:  # the same event object (held here, so its id cannot be reused)
+        return None if entry is None else list(entry)
     if event.amount is None:
-        return None
-    if event.kind is InteractionKind.PURCHASE:
-        amount = event.amount
+        entry = None
+    elif event.kind is InteractionKind.PURCHASE:
+        entry = [
+            utc_instant(event.occurred_at).isoformat(timespec="microseconds"),
+            str(event.amount),
+        ]
     elif event.kind is InteractionKind.REFUND:
-        amount = -event.amount
+        occurred = utc_instant(event.occurred_at).isoformat(timespec="microseconds")
+        entry = [occurred, str(-event.amount)]
     else:
-        return None
-    occurred = utc_instant(event.occurred_at).isoformat(timespec="microseconds")
-    return [occurred, str(amount)]
+        entry = None
+    _last_entry = (event, entry)
+    return None if entry is None else list(entry)
 
 
 def add_entry(history: list[Any], entry: list[str]) -> None:
@@ -132,7 +145,10 @@ def add_entry(history: list[Any], entry: list[str]) -> None:
     Entries with equal times keep their log order, so a rebuild lays the
     history out exactly as the incremental fold did.
     """
-    insort(history, entry, key=lambda item: str(item[0]))
+    if not history or str(history[-1][0]) <= entry[0]:
+        history.append(entry)  # the usual case, where insort would put it too
+    else:
+        insort(history, entry, key=lambda item: str(item[0]))
 
 
 def parse_entries(history: Iterable[Sequence[str]]) -> list[Entry]:
@@ -243,20 +259,23 @@ class Lifecycle:
     )
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
-        key = str(event.originator_id)
-        if isinstance(event, CustomerRegistered):
-            doc: Doc = {
+        if isinstance(event, InteractionRecorded):
+            entry = history_entry(event)
+            if entry is None:
+                return
+            key = aggregate_key(event)
+            found = docs.get(KIND, key)
+            if found is None:
+                return
+            doc = found
+            add_entry(doc["purchases"], entry)
+        elif isinstance(event, CustomerRegistered):
+            key = aggregate_key(event)
+            doc = {
                 "customer_id": key,
                 "registered_on": utc_instant(event.timestamp).date().isoformat(),
                 "purchases": [],
             }
-        elif isinstance(event, InteractionRecorded):
-            entry = history_entry(event)
-            found = docs.get(KIND, key)
-            if entry is None or found is None:
-                return
-            doc = found
-            add_entry(doc["purchases"], entry)
         else:
             return
         docs.put(KIND, key, doc)

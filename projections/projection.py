@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from eventsourcing.persistence import Notification
 
@@ -21,3 +21,34 @@ class Projection(Protocol):
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
         """Fold one event (at ``notification.id`` in the log) into the documents."""
         ...
+
+
+@runtime_checkable
+class StoredProjection(Projection, Protocol):
+    """A read model that folds events as stored, so the runner decodes nothing for it.
+
+    Decoding (JSON, then validation into the event model) is most of what
+    reading the log costs; a read model that needs only the stored bytes and
+    a few body fields (the audit trail) skips it. ``apply_stored`` must write
+    what ``apply`` writes for the same event.
+    """
+
+    def apply_stored(self, notification: Notification, docs: Docs) -> None: ...
+
+
+_last_key: tuple[object, str] = (None, "")
+
+
+def aggregate_key(event: DomainEvent) -> str:
+    """``str(event.originator_id)``, computed once per event however many read models ask.
+
+    Keyed on the id object itself, which is held here, so a later event's id
+    cannot be mistaken for it.
+    """
+    global _last_key
+    originator, key = _last_key
+    if originator is not event.originator_id:
+        originator = event.originator_id
+        key = str(originator)
+        _last_key = (originator, key)
+    return key

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from itertools import islice
 
 import structlog
 from eventsourcing.persistence import Notification
@@ -23,24 +24,72 @@ from eventsourcing.persistence import Notification
 from application.event_log import EventLog
 from application.mapper import EventMapper
 from domain.events import DomainEvent
-from projections.projection import Projection
-from projections.store import Doc, DocReader, ViewStore
+from projections.projection import Projection, StoredProjection
+from projections.store import Append, Change, Commit, Doc, DocReader, Docs, ViewStore
 
 logger = structlog.get_logger(__name__)
 
+StoredApply = Callable[[Notification, Docs], None]
+DecodedApply = Callable[[DomainEvent, Notification, Docs], None]
+
 DEFAULT_BATCH = 500
+RECENT_DOCS = 4096
+"""Documents each read model keeps from its last batches (bounds the memory they take)."""
+
+
+class Recent:
+    """The documents one read model's last batches left, as committed at ``position``.
+
+    A read model whose next batch starts where its last one ended finds the
+    documents it keeps touching (a busy customer's) here instead of loading
+    them again, one query each. A batch starting anywhere else (another
+    worker moved the read model in between) ignores them: the documents at a
+    log position are a function of the log, so a copy taken at the position a
+    batch starts from is what the store holds. The copy is dropped whenever a
+    batch fails or does not commit (its fold may have changed it in place).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.position = -1
+        self.docs: dict[tuple[str, str], Doc | None] = {}
+
+    def keep(
+        self, position: int, docs: dict[tuple[str, str], tuple[str | None, Doc | None]]
+    ) -> None:
+        """After a commit at ``position``: remember the batch's documents, newest last."""
+        kept = self.docs
+        for slot, (_, doc) in docs.items():
+            kept.pop(slot, None)
+            kept[slot] = doc
+        for slot in list(islice(kept, max(len(kept) - self.capacity, 0))):
+            del kept[slot]
+        self.position = position
+
+    def clear(self) -> None:
+        self.docs.clear()
+        self.position = -1
 
 
 class UnitOfWork:
     """The ``Docs`` a batch folds into: reads see the batch's own writes."""
 
-    def __init__(self, views: ViewStore, name: str, generation: int, position: int) -> None:
+    def __init__(
+        self,
+        views: ViewStore,
+        name: str,
+        generation: int,
+        position: int,
+        recent: Recent | None = None,
+    ) -> None:
         self.views = views
         self.name = name
         self.generation = generation
         self._position = position
         self._docs: dict[tuple[str, str], tuple[str | None, Doc | None]] = {}
         self._loaded: set[tuple[str, str]] = set()
+        self._appended: dict[tuple[str, str], str | None] = {}
+        self._recent = recent.docs if recent is not None and recent.position == position else {}
 
     @property
     def position(self) -> int:
@@ -48,19 +97,41 @@ class UnitOfWork:
 
     def get(self, kind: str, key: str) -> Doc | None:
         slot = (kind, key)
-        if slot not in self._docs:
+        found = self._docs.get(slot)
+        if found is not None:
+            return found[1]
+        if slot in self._recent:
+            doc = self._recent[slot]
+        else:
             doc = self.views.load(self.name, self.generation, kind, key)
-            self._docs[slot] = (None, doc)
-            self._loaded.add(slot)
-        return self._docs[slot][1]
+        self._docs[slot] = (None, doc)
+        self._loaded.add(slot)
+        return doc
+
+    def kept(self) -> dict[tuple[str, str], tuple[str | None, Doc | None]]:
+        """What a successful commit leaves for the next batch (not the appended documents)."""
+        appended = self._appended
+        return {slot: entry for slot, entry in self._docs.items() if slot not in appended}
 
     def put(self, kind: str, key: str, doc: Doc, *, group: str | None = None) -> None:
-        self._docs[(kind, key)] = (group, doc)
-        self._loaded.discard((kind, key))
+        slot = (kind, key)
+        self._docs[slot] = (group, doc)
+        self._loaded.discard(slot)
+        if slot in self._appended:
+            self._appended[slot] = None  # still new to the store, but the text is stale
+
+    def append(
+        self, kind: str, key: str, doc: Doc, *, group: str | None = None, text: str | None = None
+    ) -> None:
+        slot = (kind, key)
+        self._docs[slot] = (group, doc)
+        self._appended[slot] = text
 
     def delete(self, kind: str, key: str) -> None:
-        self._docs[(kind, key)] = (None, None)
-        self._loaded.discard((kind, key))
+        slot = (kind, key)
+        self._docs[slot] = (None, None)
+        self._loaded.discard(slot)
+        self._appended.pop(slot, None)
 
     def scan(
         self,
@@ -85,12 +156,24 @@ class UnitOfWork:
         keys = sorted(stored)
         yield from ((key, stored[key]) for key in (keys[:limit] if limit is not None else keys))
 
-    def changes(self) -> list[tuple[str, str, str | None, Doc | None]]:
+    def changes(self) -> list[Change]:
+        """Documents to upsert or delete (appended ones are in ``appends``)."""
+        skip = self._loaded | self._appended.keys()
         return [
             (kind, key, group, doc)
             for (kind, key), (group, doc) in self._docs.items()
-            if (kind, key) not in self._loaded
+            if (kind, key) not in skip
         ]
+
+    def appends(self) -> list[Append]:
+        """Documents no earlier batch wrote: the store inserts them in bulk."""
+        docs = self._docs
+        out: list[Append] = []
+        for slot, text in self._appended.items():
+            group, doc = docs[slot]
+            if doc is not None:
+                out.append((slot[0], slot[1], group, doc, text))
+        return out
 
 
 @dataclass
@@ -102,6 +185,21 @@ class Progress:
     head: int = 0
     events: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class Lane:
+    """One generation of one read model moving through the log with the others."""
+
+    projection: Projection
+    generation: int
+    position: int
+    activate_version: int | None = None
+    """Set while rebuilding: the batch that reaches the head makes it the active one."""
+    replaces: int | None = None
+    """The generation it replaces (dropped once it is active)."""
+    unit: UnitOfWork | None = None
+    """The batch in hand."""
 
 
 class ProjectionRunner:
@@ -120,6 +218,16 @@ class ProjectionRunner:
         # Personal fields come through as sealed references: views never hold plaintext.
         self.mapper = EventMapper(log.vault, references=True)
         self.changed = threading.Condition()
+        self._recent: dict[tuple[str, int], Recent] = {}
+        self._recent_lock = threading.Lock()
+
+    def _recent_for(self, lane: Lane) -> Recent:
+        with self._recent_lock:
+            key = (lane.projection.name, lane.generation)
+            recent = self._recent.get(key)
+            if recent is None:
+                recent = self._recent[key] = Recent(RECENT_DOCS)
+            return recent
 
     # ------------------------------------------------------------ generations
 
@@ -145,53 +253,180 @@ class ProjectionRunner:
         assert isinstance(event, DomainEvent)
         return event
 
-    def apply_batch(
+    def _decoded(
+        self, lanes: Sequence[Lane], notifications: Sequence[Notification]
+    ) -> list[DomainEvent | None]:
+        """The batch's events, each decoded once if any read model here needs it decoded."""
+        decoding = [
+            lane.projection.topics
+            for lane in lanes
+            if not isinstance(lane.projection, StoredProjection)
+        ]
+        decode = self._decode
+        if any(topics is None for topics in decoding):
+            return [decode(n) for n in notifications]
+        wanted = set().union(*(topics for topics in decoding if topics is not None))
+        if not wanted:
+            return [None] * len(notifications)
+        return [decode(n) if n.topic in wanted else None for n in notifications]
+
+    def _fold(
         self,
-        projection: Projection,
-        generation: int,
-        position: int,
+        lanes: Sequence[Lane],
         notifications: Sequence[Notification],
-        decoded: dict[int, DomainEvent],
-        *,
-        activate_version: int | None = None,
-    ) -> bool:
-        unit = UnitOfWork(self.views, projection.name, generation, position)
-        for notification in notifications:
-            if projection.topics is not None and notification.topic not in projection.topics:
+        events: Sequence[DomainEvent | None],
+    ) -> list[Commit]:
+        """Apply the batch's events, after each lane's position; each lane's share of the commit.
+
+        Event by event, each handed to the read models that read its topic
+        (found once per topic and batch); every read model has its own unit
+        of work, so the order across read models changes nothing.
+        """
+        stored: dict[str, list[tuple[StoredApply, UnitOfWork]]] = {}
+        decoded: dict[str, list[tuple[DecodedApply, UnitOfWork]]] = {}
+        level: list[tuple[Lane, UnitOfWork]] = []
+        for lane in lanes:
+            unit = UnitOfWork(
+                self.views,
+                lane.projection.name,
+                lane.generation,
+                lane.position,
+                self._recent_for(lane),
+            )
+            lane.unit = unit
+            if notifications and notifications[0].id <= lane.position:
+                self._fold_ahead(lane, unit, notifications, events)  # a lane ahead: rare
+            else:
+                level.append((lane, unit))
+        for index, notification in enumerate(notifications):
+            topic = notification.topic
+            if topic not in decoded:
+                self._route(topic, level, stored, decoded)
+            for apply_stored, unit in stored[topic]:
+                apply_stored(notification, unit)
+            targets = decoded[topic]
+            if targets:
+                event = events[index]
+                assert event is not None
+                for apply, unit in targets:
+                    apply(event, notification, unit)
+        last = notifications[-1].id if notifications else 0
+        commits = []
+        for lane in lanes:
+            assert lane.unit is not None
+            commits.append(
+                Commit(
+                    lane.projection.name,
+                    lane.generation,
+                    lane.position,
+                    max(last, lane.position),
+                    lane.unit.changes(),
+                    lane.unit.appends(),
+                )
+            )
+        return commits
+
+    @staticmethod
+    def _route(
+        topic: str,
+        lanes: Sequence[tuple[Lane, UnitOfWork]],
+        stored: dict[str, list[tuple[StoredApply, UnitOfWork]]],
+        decoded: dict[str, list[tuple[DecodedApply, UnitOfWork]]],
+    ) -> None:
+        stored[topic], decoded[topic] = [], []
+        for lane, unit in lanes:
+            projection = lane.projection
+            if projection.topics is not None and topic not in projection.topics:
                 continue
-            event = decoded.get(notification.id)
-            if event is None:
-                event = decoded[notification.id] = self._decode(notification)
-            projection.apply(event, notification, unit)
-        last = notifications[-1].id if notifications else position
-        return self.views.commit(
-            projection.name,
-            generation,
-            position,
-            last,
-            unit.changes(),
-            activate_version=activate_version,
-        )
+            if isinstance(projection, StoredProjection):
+                stored[topic].append((projection.apply_stored, unit))
+            else:
+                decoded[topic].append((projection.apply, unit))
+
+    @staticmethod
+    def _fold_ahead(
+        lane: Lane,
+        unit: UnitOfWork,
+        notifications: Sequence[Notification],
+        events: Sequence[DomainEvent | None],
+    ) -> None:
+        projection, topics = lane.projection, lane.projection.topics
+        for notification, event in zip(notifications, events, strict=True):
+            if notification.id <= lane.position:
+                continue
+            if topics is not None and notification.topic not in topics:
+                continue
+            if isinstance(projection, StoredProjection):
+                projection.apply_stored(notification, unit)
+            else:
+                assert event is not None
+                projection.apply(event, notification, unit)
+
+    def advance(
+        self, lanes: Sequence[Lane], head: int | None = None
+    ) -> tuple[list[Lane], list[Lane]]:
+        """Apply one batch to every lane, from the lowest lane's position.
+
+        Returns the lanes that moved, and those that found their tracking
+        position moved by another worker (which wrote nothing).
+
+        The batch is read and each event decoded once, whatever the number of
+        read models; all their changes commit in one transaction. A lane
+        ahead of the others skips what it has applied. With ``head`` (a
+        rebuild), a lane whose batch reaches it is activated in the same
+        transaction; such batches are flushed to disk, the others need not be
+        (the generation they fill serves nobody until then).
+        """
+        start = min(lane.position for lane in lanes)
+        notifications = self.views.read_log(start, self.batch_size)
+        last = notifications[-1].id if notifications else start
+        moving: list[Lane] = []
+        for lane in lanes:
+            reaches_head = head is not None and max(last, lane.position) >= head
+            if last > lane.position or (reaches_head and lane.activate_version is not None):
+                moving.append(lane)
+        commits: list[Commit] = []
+        try:
+            events = self._decoded(moving, notifications)
+            commits = self._fold(moving, notifications, events)
+            for lane, commit in zip(moving, commits, strict=True):
+                if head is not None and commit.position >= head:
+                    commit.activate_version = lane.activate_version
+            if not commits:
+                return [], []
+            building = head is not None and all(c.activate_version is None for c in commits)
+            outcomes = self.views.commit_all(commits, durable=not building)
+        except BaseException:
+            for lane in moving:  # folds may have changed kept documents in place
+                self._recent_for(lane).clear()
+            raise
+        moved, lost = [], []
+        for lane, commit, committed in zip(moving, commits, outcomes, strict=True):
+            recent = self._recent_for(lane)
+            if committed and lane.unit is not None:
+                lane.position = commit.position
+                recent.keep(commit.position, lane.unit.kept())
+                moved.append(lane)
+            else:
+                recent.clear()
+                lost.append(lane)
+            lane.unit = None
+        return moved, lost
 
     def step(self, names: Iterable[str] | None = None) -> int:
         """Apply one batch to every (named) active read model that is behind; events applied."""
         chosen = self.projections if names is None else {n: self.projections[n] for n in names}
-        positions: dict[int, list[tuple[Projection, int]]] = {}
+        groups: dict[int, list[Lane]] = {}
         for projection in chosen.values():
             generation, _ = self.ensure_started(projection)
             position = self.views.position(projection.name, generation) or 0
-            positions.setdefault(position, []).append((projection, generation))
+            groups.setdefault(position, []).append(Lane(projection, generation, position))
         applied = 0
-        for position, group in sorted(positions.items()):
-            notifications = self.log.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
-            if not notifications:
-                continue
-            decoded: dict[int, DomainEvent] = {}
-            for projection, generation in group:
-                if self.apply_batch(projection, generation, position, notifications, decoded):
-                    applied += len(notifications)
+        # Read models at the same position share a read, a decode and a transaction;
+        # each group moves by its own batch, so one far behind delays no other.
+        for position, group in sorted(groups.items()):
+            for lane in self.advance(group)[0]:
+                applied += lane.position - position
         if applied:
             with self.changed:
                 self.changed.notify_all()
@@ -219,52 +454,77 @@ class ProjectionRunner:
         returns None after the batch in hand) resumes where it stopped when run
         again.
         """
-        projection = self.projections[name]
-        active, _ = self.ensure_started(projection)
-        target = active + 1
-        position = self.views.position(name, target)
-        if position is None:
-            self.views.start(name, target)
-            position = 0
-        progress = progress or Progress(name)
-        while True:
+        rebuilt = self.rebuild_many([name], progress, stop)
+        return None if rebuilt is None else rebuilt[name]
+
+    def rebuild_many(
+        self,
+        names: Iterable[str],
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, int] | None:
+        """``rebuild`` several read models in one pass over the log: {name: new generation}.
+
+        Each is built, switched over and resumed exactly as on its own; the
+        log is read and every event decoded once for all of them.
+        """
+        lanes = [self._rebuild_lane(self.projections[name]) for name in names]
+        progress = progress or Progress(", ".join(lane.projection.name for lane in lanes))
+        pending = list(lanes)
+        while pending:
             if stop is not None and stop.is_set():
-                logger.info("projection_rebuild_paused", projection=name, position=position)
+                for lane in pending:
+                    logger.info(
+                        "projection_rebuild_paused",
+                        projection=lane.projection.name,
+                        position=lane.position,
+                    )
                 return None
             head = self.log.recorder.max_notification_id() or 0
-            progress.head, progress.position = head, position
-            notifications = self.log.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
-            reaches_head = not notifications or notifications[-1].id >= head
-            committed = self.apply_batch(
-                projection,
-                target,
-                position,
-                notifications,
-                {},
-                activate_version=projection.version if reaches_head else None,
-            )
-            if not committed:
-                raise RuntimeError(f"another worker is rebuilding {name}")
-            progress.events += len(notifications)
-            position = notifications[-1].id if notifications else position
-            progress.position = position
-            if reaches_head:
-                break
-        self.views.drop(name, active)
-        logger.info("projection_rebuilt", projection=name, generation=target, position=position)
-        return target
+            before = min(lane.position for lane in pending)
+            progress.head, progress.position = head, before
+            moved, lost = self.advance(pending, head=head)
+            if lost:
+                raise RuntimeError(f"another worker is rebuilding {lost[0].projection.name}")
+            progress.position = min(lane.position for lane in pending)
+            progress.events += max(progress.position - before, 0)
+            for lane in moved:
+                if lane.position >= head:
+                    pending = [other for other in pending if other is not lane]
+                    self._finish(lane)
+        return {lane.projection.name: lane.generation for lane in lanes}
+
+    def _rebuild_lane(self, projection: Projection) -> Lane:
+        active, _ = self.ensure_started(projection)
+        target = active + 1
+        position = self.views.position(projection.name, target)
+        if position is None:
+            self.views.start(projection.name, target)
+            position = 0
+        return Lane(projection, target, position, projection.version, active)
+
+    def _finish(self, lane: Lane) -> None:
+        if lane.replaces is not None:
+            self.views.drop(lane.projection.name, lane.replaces)
+            with self._recent_lock:
+                self._recent.pop((lane.projection.name, lane.replaces), None)
+        logger.info(
+            "projection_rebuilt",
+            projection=lane.projection.name,
+            generation=lane.generation,
+            position=lane.position,
+        )
 
     def rebuild_outdated(self, names: Iterable[str] | None = None) -> list[str]:
         """Rebuild every (named) read model whose code version differs from its active copy."""
-        rebuilt = []
         chosen = self.projections if names is None else {n: self.projections[n] for n in names}
-        for projection in chosen.values():
-            _, version = self.ensure_started(projection)
-            if version != projection.version:
-                self.rebuild(projection.name)
-                rebuilt.append(projection.name)
+        rebuilt = [
+            projection.name
+            for projection in chosen.values()
+            if self.ensure_started(projection)[1] != projection.version
+        ]
+        if rebuilt:
+            self.rebuild_many(rebuilt)
         return rebuilt
 
     # ---------------------------------------------------------------- reading

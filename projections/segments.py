@@ -71,6 +71,7 @@ from projections.lifecycle import (
     parse_entries,
     utc_instant,
 )
+from projections.projection import aggregate_key
 from projections.store import Doc, DocReader, Docs
 
 NAME: Final = "segments"
@@ -277,7 +278,18 @@ class Segments:
     )
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
-        key = str(event.originator_id)
+        if isinstance(event, InteractionRecorded):
+            # Most events: only purchases and refunds change the view, so look no further.
+            entry = history_entry(event)
+            if entry is None:
+                return
+            found = docs.get(KIND, aggregate_key(event))
+            if found is None:
+                return
+            add_entry(found["purchases"], entry)
+            docs.put(KIND, aggregate_key(event), found)
+            return
+        key = aggregate_key(event)
         if isinstance(event, CustomerRegistered):
             docs.put(
                 KIND,
@@ -300,11 +312,6 @@ class Segments:
             doc["potential_value"] = event.potential_value.value
         elif isinstance(event, TierChanged):
             doc["tier"] = event.to_tier.value
-        elif isinstance(event, InteractionRecorded):
-            entry = history_entry(event)
-            if entry is None:
-                return
-            add_entry(doc["purchases"], entry)
         else:
             return
         docs.put(KIND, key, doc)

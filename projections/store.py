@@ -9,11 +9,19 @@ transaction, which is what makes every projection exactly-once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from eventsourcing.persistence import Notification
+
 Doc = dict[str, Any]
+Change = tuple[str, str, str | None, Doc | None]
+"""(kind, key, group, document); a None document deletes."""
+Append = tuple[str, str, str | None, Doc, str | None]
+"""(kind, key, group, document, its JSON if the caller had it) of a document no
+earlier batch wrote."""
 
 
 class DocReader(Protocol):
@@ -39,11 +47,41 @@ class DocReader(Protocol):
 
 
 class Docs(DocReader, Protocol):
-    """A unit of work: reads see this batch's own writes."""
+    """A unit of work: reads see this batch's own writes.
+
+    A document ``get`` returns may be the very object a later batch gets
+    again (the runner keeps recent ones): change it only to ``put`` it back.
+    """
 
     def put(self, kind: str, key: str, doc: Doc, *, group: str | None = None) -> None: ...
 
     def delete(self, kind: str, key: str) -> None: ...
+
+    def append(
+        self, kind: str, key: str, doc: Doc, *, group: str | None = None, text: str | None = None
+    ) -> None:
+        """``put`` a document that no earlier batch can have written.
+
+        For documents keyed by log position (the audit trail's entries): a
+        generation applies each position once, so the store can insert them
+        in bulk instead of upserting one by one. ``text``, when the caller
+        has it, is ``doc`` as JSON, stored as it is.
+        """
+        ...
+
+
+@dataclass
+class Commit:
+    """One read model's share of a batch: its changes and its tracking move."""
+
+    name: str
+    generation: int
+    expected: int
+    position: int
+    changes: list[Change] = field(default_factory=list)
+    appends: list[Append] = field(default_factory=list)
+    activate_version: int | None = None
+    """Make this generation the active one in the same transaction."""
 
 
 class ViewStore(Protocol):
@@ -84,7 +122,7 @@ class ViewStore(Protocol):
         generation: int,
         expected: int,
         position: int,
-        changes: list[tuple[str, str, str | None, Doc | None]],
+        changes: list[Change],
         *,
         activate_version: int | None = None,
     ) -> bool:
@@ -93,6 +131,25 @@ class ViewStore(Protocol):
         False (nothing written) if the tracking position was not ``expected``:
         another worker got there first. With ``activate_version``, the same
         transaction makes this generation the active one.
+        """
+        ...
+
+    def commit_all(self, commits: Sequence[Commit], *, durable: bool = True) -> list[bool]:
+        """``commit`` several read models' batches in one transaction; each one's outcome.
+
+        A read model whose tracking position was not ``expected`` writes
+        nothing (False); the others still commit. ``durable=False`` lets the
+        database acknowledge before the transaction is flushed to disk: for a
+        generation that does not serve yet, a crash then loses whole batches
+        (documents and tracking together), which the next run redoes.
+        """
+        ...
+
+    def read_log(self, after: int, limit: int) -> Sequence[Notification]:
+        """Up to ``limit`` recorded events after position ``after``, in log order.
+
+        The same events as the recorder's ``select_notifications``, read in
+        the cheapest way the store allows (read models read the whole log).
         """
         ...
 

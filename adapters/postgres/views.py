@@ -5,21 +5,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from projections.store import Doc
+from projections.store import Change, Commit, Doc
 
+# One encoder for every document: ``json.dumps`` with options builds a new one per call.
+_dump = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
-def _dump(doc: Doc) -> str:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+COPY_TYPES = ["text", "int4", "text", "text", "text", "text"]
+"""The document table's columns, for a binary COPY (cheaper to write than text)."""
 
 
 class PostgresReader:
@@ -56,7 +59,14 @@ class PostgresReader:
 
 
 class PostgresViewStore:
-    def __init__(self, datastore: PostgresDatastore, *, channel: str, conninfo: str) -> None:
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        channel: str,
+        conninfo: str,
+        events_table: str = "accord_events",
+    ) -> None:
         self.datastore = datastore
         self.channel = channel
         self.conninfo = conninfo
@@ -65,6 +75,7 @@ class PostgresViewStore:
             "docs": SQL("{}.{}").format(schema, Identifier("accord_view_docs")),
             "tracking": SQL("{}.{}").format(schema, Identifier("accord_view_tracking")),
             "state": SQL("{}.{}").format(schema, Identifier("accord_view_state")),
+            "events": SQL("{}.{}").format(schema, Identifier(events_table)),
         }
         self._listener: psycopg.Connection[Any] | None = None
         self._locks: dict[str, psycopg.Connection[Any]] = {}
@@ -210,48 +221,101 @@ class PostgresViewStore:
         generation: int,
         expected: int,
         position: int,
-        changes: list[tuple[str, str, str | None, Doc | None]],
+        changes: list[Change],
         *,
         activate_version: int | None = None,
     ) -> bool:
+        commit = Commit(name, generation, expected, position, changes)
+        commit.activate_version = activate_version
+        return self.commit_all([commit])[0]
+
+    def commit_all(self, commits: Sequence[Commit], *, durable: bool = True) -> list[bool]:
+        outcomes = []
         with self.datastore.transaction(commit=True) as curs:
+            if not durable:
+                curs.execute("SET LOCAL synchronous_commit = off")
+            for commit in commits:
+                outcomes.append(self._commit(curs, commit))
+        return outcomes
+
+    def _commit(self, curs: Cursor[DictRow], commit: Commit) -> bool:
+        name, generation = commit.name, commit.generation
+        curs.execute(
+            self.sql(
+                "UPDATE {tracking} SET position = %s "
+                "WHERE projection = %s AND generation = %s AND position = %s"
+            ),
+            (commit.position, name, generation, commit.expected),
+        )
+        if curs.rowcount != 1:
+            return False
+        upserts = [
+            (name, generation, kind, key, group, _dump(doc))
+            for kind, key, group, doc in commit.changes
+            if doc is not None
+        ]
+        deletes = [
+            (name, generation, kind, key) for kind, key, _, doc in commit.changes if doc is None
+        ]
+        if upserts:
+            curs.executemany(
+                self.sql(
+                    "INSERT INTO {docs} VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (projection, generation, kind, key) "
+                    "DO UPDATE SET grp = excluded.grp, doc = excluded.doc"
+                ),
+                upserts,
+            )
+        if deletes:
+            curs.executemany(
+                self.sql(
+                    "DELETE FROM {docs} "
+                    "WHERE projection = %s AND generation = %s AND kind = %s AND key = %s"
+                ),
+                deletes,
+            )
+        if commit.appends:
+            # COPY: a fraction of the server's and the client's cost of row-by-row
+            # upserts, for documents that cannot exist yet (a duplicate fails loudly).
+            with curs.copy(
+                self.sql(
+                    "COPY {docs} (projection, generation, kind, key, grp, doc) "
+                    "FROM STDIN (FORMAT BINARY)"
+                )
+            ) as copy:
+                copy.set_types(COPY_TYPES)
+                for kind, key, group, doc, text in commit.appends:
+                    copy.write_row(
+                        (name, generation, kind, key, group, _dump(doc) if text is None else text)
+                    )
+        if commit.activate_version is not None:
+            self._set_active(curs, name, generation, commit.activate_version)
+        return True
+
+    def read_log(self, after: int, limit: int) -> list[Notification]:
+        """A plain ordered range read in binary, into tuples: a third of the library's cost."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
             curs.execute(
                 self.sql(
-                    "UPDATE {tracking} SET position = %s "
-                    "WHERE projection = %s AND generation = %s AND position = %s"
+                    "SELECT notification_id, originator_id, originator_version, topic, state "
+                    "FROM {events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
                 ),
-                (position, name, generation, expected),
+                (after, limit),
+                prepare=True,
             )
-            if curs.rowcount != 1:
-                return False
-            upserts = [
-                (name, generation, kind, key, group, _dump(doc))
-                for kind, key, group, doc in changes
-                if doc is not None
-            ]
-            deletes = [
-                (name, generation, kind, key) for kind, key, _, doc in changes if doc is None
-            ]
-            if upserts:
-                curs.executemany(
-                    self.sql(
-                        "INSERT INTO {docs} VALUES (%s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT (projection, generation, kind, key) "
-                        "DO UPDATE SET grp = excluded.grp, doc = excluded.doc"
-                    ),
-                    upserts,
+            return [
+                Notification(
+                    id=position,
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
                 )
-            if deletes:
-                curs.executemany(
-                    self.sql(
-                        "DELETE FROM {docs} "
-                        "WHERE projection = %s AND generation = %s AND kind = %s AND key = %s"
-                    ),
-                    deletes,
-                )
-            if activate_version is not None:
-                self._set_active(curs, name, generation, activate_version)
-        return True
+                for position, originator_id, version, topic, state in curs.fetchall()
+            ]
 
     def drop(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as curs:

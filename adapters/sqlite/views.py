@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.persistence import Notification
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
 
-from projections.store import Doc
+from projections.store import Change, Commit, Doc
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS accord_view_docs ("
@@ -27,8 +29,14 @@ SCHEMA = [
 ]
 
 
-def _dump(doc: Doc) -> str:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+# One encoder for every document: ``json.dumps`` with options builds a new one per call.
+_dump = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+UPSERT = (
+    "INSERT INTO accord_view_docs VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (projection, generation, kind, key) "
+    "DO UPDATE SET grp = excluded.grp, doc = excluded.doc"
+)
 
 
 class SQLiteReader:
@@ -99,9 +107,16 @@ def _scan(
 
 
 class SQLiteViewStore:
-    def __init__(self, datastore: SQLiteDatastore, *, poll_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        *,
+        poll_interval: float = 0.05,
+        events_table: str = "stored_events",
+    ) -> None:
         self.datastore = datastore
         self.poll_interval = poll_interval
+        self.events_table = events_table
 
     def create_tables(self) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -172,42 +187,74 @@ class SQLiteViewStore:
         generation: int,
         expected: int,
         position: int,
-        changes: list[tuple[str, str, str | None, Doc | None]],
+        changes: list[Change],
         *,
         activate_version: int | None = None,
     ) -> bool:
+        commit = Commit(name, generation, expected, position, changes)
+        commit.activate_version = activate_version
+        return self.commit_all([commit])[0]
+
+    def commit_all(self, commits: Sequence[Commit], *, durable: bool = True) -> list[bool]:
+        # ``durable`` asks for nothing here: the SQLite file's own settings decide.
         with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "UPDATE accord_view_tracking SET position = ? "
-                "WHERE projection = ? AND generation = ? AND position = ?",
-                (position, name, generation, expected),
+            return [self._commit(c, commit) for commit in commits]
+
+    def _commit(self, c: SQLiteCursor, commit: Commit) -> bool:
+        name, generation = commit.name, commit.generation
+        c.execute(
+            "UPDATE accord_view_tracking SET position = ? "
+            "WHERE projection = ? AND generation = ? AND position = ?",
+            (commit.position, name, generation, commit.expected),
+        )
+        if c.sqlite_cursor.rowcount != 1:
+            return False
+        upserts = [
+            (name, generation, kind, key, group, _dump(doc))
+            for kind, key, group, doc in commit.changes
+            if doc is not None
+        ]
+        deletes = [
+            (name, generation, kind, key) for kind, key, _, doc in commit.changes if doc is None
+        ]
+        if upserts:
+            c.executemany(UPSERT, upserts)
+        if deletes:
+            c.executemany(
+                "DELETE FROM accord_view_docs "
+                "WHERE projection = ? AND generation = ? AND kind = ? AND key = ?",
+                deletes,
             )
-            if c.sqlite_cursor.rowcount != 1:
-                return False
-            upserts = [
-                (name, generation, kind, key, group, _dump(doc))
-                for kind, key, group, doc in changes
-                if doc is not None
-            ]
-            deletes = [
-                (name, generation, kind, key) for kind, key, _, doc in changes if doc is None
-            ]
-            if upserts:
-                c.executemany(
-                    "INSERT INTO accord_view_docs VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (projection, generation, kind, key) "
-                    "DO UPDATE SET grp = excluded.grp, doc = excluded.doc",
-                    upserts,
-                )
-            if deletes:
-                c.executemany(
-                    "DELETE FROM accord_view_docs "
-                    "WHERE projection = ? AND generation = ? AND kind = ? AND key = ?",
-                    deletes,
-                )
-            if activate_version is not None:
-                self._set_active(c, name, generation, activate_version)
+        if commit.appends:
+            # A plain INSERT: a document that already exists is an error, not an update.
+            c.executemany(
+                "INSERT INTO accord_view_docs VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (name, generation, kind, key, group, _dump(doc) if text is None else text)
+                    for kind, key, group, doc, text in commit.appends
+                ],
+            )
+        if commit.activate_version is not None:
+            self._set_active(c, name, generation, commit.activate_version)
         return True
+
+    def read_log(self, after: int, limit: int) -> list[Notification]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608
+                f"FROM {self.events_table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, limit),
+            )
+            return [
+                Notification(
+                    id=row[0],
+                    originator_id=UUID(row[1]),
+                    originator_version=row[2],
+                    topic=row[3],
+                    state=bytes(row[4]),
+                )
+                for row in c.fetchall()
+            ]
 
     def drop(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as c:

@@ -6,6 +6,7 @@ Integration tests run the same projections through the runner on SQLite and Post
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 
 from eventsourcing.persistence import Notification
@@ -31,6 +32,13 @@ class MemoryDocs:
 
     def put(self, kind: str, key: str, doc: Doc, *, group: str | None = None) -> None:
         self.docs[(kind, key)] = (group, copy.deepcopy(doc))
+
+    def append(
+        self, kind: str, key: str, doc: Doc, *, group: str | None = None, text: str | None = None
+    ) -> None:
+        assert (kind, key) not in self.docs, f"{kind} {key} was appended twice"
+        assert text is None or json.loads(text) == doc, "the text is not the document"
+        self.put(kind, key, doc, group=group)
 
     def delete(self, kind: str, key: str) -> None:
         self.docs.pop((kind, key), None)
