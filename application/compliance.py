@@ -91,8 +91,28 @@ class ComplianceQueries:
         at: datetime | None = None,
         as_known_now: bool = False,
     ) -> ConsentCheck:
-        now_state = self.queries.customer(customer_id)  # NotFound for an unknown customer
-        now_partner = self.queries.partner(partner_id)  # likewise for an unknown partner
+        executor = self.queries.executor
+        # NotFound for an unknown customer or partner. Both read through the aggregate
+        # cache (one round trip each when cached), held until the answer is built.
+        with (
+            executor.reading(Customer, customer_id) as now_state,
+            executor.reading(Partner, partner_id) as now_partner,
+        ):
+            return self._check(
+                now_state, now_partner, partner_id, purpose, categories, at, as_known_now
+            )
+
+    def _check(
+        self,
+        now_state: Customer,
+        now_partner: Partner,
+        partner_id: UUID,
+        purpose: Purpose,
+        categories: tuple[DataCategory, ...],
+        at: datetime | None,
+        as_known_now: bool,
+    ) -> ConsentCheck:
+        customer_id = now_state.id
         at = at or self.log.clock.now()
         position = self.log.recorder.max_notification_id() or 0
         if as_known_now:

@@ -194,6 +194,13 @@ class EventLog(Application[UUID]):
         assert isinstance(aggregate, Aggregate)
         return aggregate
 
+    def fast_forward(self, aggregate: A) -> A:
+        """``aggregate`` with whatever was recorded after its version applied (one read)."""
+        newer = self.events.get(aggregate.id, gt=aggregate.version)
+        result = _project(aggregate, newer)  # type: ignore[arg-type]
+        assert isinstance(result, type(aggregate))
+        return result
+
     def load_as_of_time(self, aggregate_id: UUID, at: datetime) -> Aggregate:
         """State as recorded up to ``at``: events whose recorded time is at or before it."""
         aggregate: Aggregate | None = None

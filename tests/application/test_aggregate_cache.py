@@ -17,7 +17,8 @@ from application.errors import NotFoundError
 from domain.customer import Customer, PersonalDataErased, TierChanged
 from domain.errors import DomainError
 from domain.partner import Partner
-from tests.builders import CTX, log_position, new_customer, purchase
+from domain.values import DataCategory, Purpose
+from tests.builders import CTX, active_partner, grant, log_position, new_customer, purchase
 from tests.conftest import AccordFactory
 from tests.support import FakeClock
 
@@ -157,3 +158,45 @@ def test_the_cache_is_bounded_and_keeps_the_newest_state() -> None:
     cache.give_back(newer)
     cache.give_back(older)  # a slower command finishing after a faster one
     assert cache.take(customers[1].id) is newer
+
+
+def test_a_consent_check_on_cached_aggregates_sees_what_another_process_recorded(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    """Reads bring a cached copy up to date: a withdrawal recorded elsewhere refuses at once."""
+    here, elsewhere = make_accord(clock=clock), make_accord(clock=clock)
+    partner_id = active_partner(here, clock.now())
+    customer_id = new_customer(here)
+    consent = here.customers.grant_consent(grant(customer_id, partner_id, clock.now()), CTX)
+    assert consent.entity_id is not None
+    categories = (DataCategory.IDENTITY,)
+    allowed = here.compliance.check_consent(
+        customer_id, partner_id, Purpose.JOINT_SERVICE, categories
+    )
+    assert allowed.allowed
+    assert isinstance(here.executor.cache.take(customer_id), Customer)  # the read left it
+    here.compliance.check_consent(customer_id, partner_id, Purpose.JOINT_SERVICE, categories)
+
+    elsewhere.customers.withdraw_consent(
+        c.WithdrawConsent(customer_id=customer_id, consent_id=consent.entity_id, channel="APP"),
+        CTX,
+    )
+    clock.advance(seconds=1)
+    refused = here.compliance.check_consent(
+        customer_id, partner_id, Purpose.JOINT_SERVICE, categories
+    )
+
+    assert not refused.allowed
+    assert refused.position > allowed.position
+
+
+def test_a_read_of_an_unknown_or_wrong_kind_of_aggregate_is_not_found(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    app = make_accord(clock=clock)
+    customer_id = new_customer(app)
+    with pytest.raises(NotFoundError), app.executor.reading(Partner, customer_id):
+        pass
+    with pytest.raises(NotFoundError), app.executor.reading(Customer, uuid4()):
+        pass
+    assert isinstance(app.executor.cache.take(customer_id), Customer)  # still cached
