@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -54,6 +55,23 @@ def _init(args: argparse.Namespace) -> int:
         position = app.log.recorder.max_notification_id() or 0
     print(f"Accord store ready: {config.safe_url} ({config.kind}), log position {position}")
     return 0
+
+
+def settle_collector() -> None:
+    """Keep the cyclic garbage collector's pauses out of request latency.
+
+    Everything loaded at start (modules, descriptors, pydantic's schemas) is
+    moved out of the collector's sight, and young collections run less often:
+    a serving process allocates many short-lived objects, and a full pass over
+    a large heap showed up as the slowest requests' extra milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+GC_YOUNG_THRESHOLD = 20_000
+"""Allocations between young collections (Python's default is 700)."""
 
 
 def _stop_on_signals() -> threading.Event:
@@ -215,6 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
             else ("TLS" if credentials else "plaintext")
         )
         stop = _stop_on_signals()  # before the banner: a SIGTERM right after it stops cleanly
+        settle_collector()
         threading.Thread(
             target=running.follow_store,
             args=(app.store_answers, stop, HEALTH_PROBE_SECONDS),
