@@ -62,8 +62,8 @@ def settle_collector() -> None:
 
     Everything loaded at start (modules, descriptors, pydantic's schemas) is
     moved out of the collector's sight, and young collections run less often:
-    a serving process allocates many short-lived objects, and a full pass over
-    a large heap showed up as the slowest requests' extra milliseconds.
+    a serving process allocates many short-lived objects, and a pass over a
+    large heap adds its milliseconds to whichever request happens to trigger it.
     """
     gc.collect()
     gc.freeze()
