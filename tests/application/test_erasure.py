@@ -15,7 +15,7 @@ from psycopg import sql
 from adapters.store import StoreConfig
 from application import commands as c
 from application.errors import DomainError, Reason
-from application.personal_data import MasterKey, PersonalDataVault, WrappedKey
+from application.personal_data import MasterKey, PersonalDataVault, WrappedKey, _cipher
 from application.service import Accord
 from application.settings import Settings
 from domain.customer import ContactAdded, CustomerRegistered, InteractionRecorded
@@ -293,3 +293,13 @@ def test_a_read_in_flight_during_an_erasure_does_not_cache_the_destroyed_key() -
     assert seen == [NAME]
 
     assert vault.open(customer_id, "customer.registered|display_name", sealed) == ERASED
+
+
+def test_an_erasure_leaves_no_cipher_of_the_key_in_memory(accord: Accord) -> None:
+    customer_id = accord.customers.register(register_customer(), CTX).aggregate_id
+    accord.log.vault.seal(customer_id, "test|field", "a personal note")
+    assert _cipher.cache_info().currsize > 0
+
+    accord.customers.erase(c.EraseCustomerData(customer_id=customer_id, reason="asked"), CTX)
+
+    assert _cipher.cache_info().currsize == 0
