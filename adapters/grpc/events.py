@@ -17,11 +17,13 @@ rules. Any other event (an older schema version, say) is decoded in full.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from adapters.grpc import payloads
 from adapters.grpc.generated.accord.v1 import audit_pb2
@@ -51,13 +53,30 @@ class Disclosure:
     """How personal fields read for one caller, within one batch.
 
     Whether a customer is erased is asked of the key store at most once per
-    batch and customer, so a long follow still sees an erasure promptly.
+    batch and customer, so a long follow still sees an erasure promptly; a
+    page's customers are asked in one read (``prefetch``).
     """
 
     def __init__(self, vault: PersonalDataVault, *, show: bool) -> None:
         self.vault = vault
         self.show = show
         self._erased: dict[UUID, bool] = {}
+
+    def prefetch(self, customer_ids: Iterable[UUID]) -> None:
+        """Have the keys of ``customer_ids`` at hand, each fetched in one read, not one each.
+
+        For a caller who sees personal data, the vault's keys; otherwise,
+        whether each customer not yet asked about in this batch is erased.
+        """
+        if self.show:
+            self.vault.prefetch(customer_ids)
+            return
+        wanted = [c for c in set(customer_ids) if c not in self._erased]
+        if wanted:
+            keys = self.vault.store.get_data_keys(wanted)
+            for customer_id in wanted:
+                key = keys.get(customer_id)
+                self._erased[customer_id] = key is not None and key.wrapped is None
 
     def _is_erased(self, customer_id: UUID) -> bool:
         if customer_id not in self._erased:
@@ -112,25 +131,56 @@ class EventTranslator:
         return _ENCODER.encode(body)
 
     def message(
-        self, stored: StoredEvent, position: int, trail: Doc, disclosure: Disclosure
+        self,
+        stored: StoredEvent,
+        position: int,
+        trail: Doc,
+        disclosure: Disclosure,
+        into: Events | None = None,
     ) -> audit_pb2.Event:
-        """``trail``: the audit trail's entry at ``position`` (its chain hash and summary)."""
-        plan = payloads.plan(stored.topic, ENVELOPE)
-        body = None if plan is None else plan.body(stored.state)
+        """``trail``: the audit trail's entry at ``position`` (its chain hash and summary).
+
+        ``into``: a response's events, to build the message in (not copied there later).
+        """
+        return self.stored_message(
+            position,
+            stored.originator_id,
+            stored.originator_version,
+            stored.topic,
+            stored.state,
+            trail,
+            disclosure,
+            into,
+        )
+
+    def stored_message(
+        self,
+        position: int,
+        originator_id: UUID | str,
+        version: int,
+        topic: str,
+        state: bytes,
+        trail: Doc,
+        disclosure: Disclosure,
+        into: Events | None = None,
+    ) -> audit_pb2.Event:
+        """``message`` of a stored event given by its columns (a row of the log)."""
+        plan = payloads.plan(topic, ENVELOPE)
+        body = None if plan is None else plan.body(state)
         if plan is None or body is None:
-            return self.decoded_message(stored, position, trail, disclosure)
-        _check_trail(trail, position, stored.originator_version)
-        originator_id = stored.originator_id
+            stored = StoredEvent(originator_id, version, topic, state)
+            return self.decoded_message(stored, position, trail, disclosure, into)
+        _check_trail(trail, position, version)
         customer_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
         fields = {name: body[name] for name in plan.fields}
         for name, context in plan.personal:
             fields[name] = disclosure.stored_value(customer_id, context, fields[name])
-        return audit_pb2.Event(
+        return _make(into)(
             position=position,
             aggregate_id=str(customer_id),
             aggregate_type=plan.aggregate_type,
-            version=stored.originator_version,
-            type=stored.topic,
+            version=version,
+            type=topic,
             recorded_at=timestamp_out(body["timestamp"]),
             actor=body["actor"],
             request_id=body["request_id"],
@@ -141,12 +191,17 @@ class EventTranslator:
         )
 
     def decoded_message(
-        self, stored: StoredEvent, position: int, trail: Doc, disclosure: Disclosure
+        self,
+        stored: StoredEvent,
+        position: int,
+        trail: Doc,
+        disclosure: Disclosure,
+        into: Events | None = None,
     ) -> audit_pb2.Event:
         """The message through the full decode: the reference ``message`` must agree with."""
         event = self.decode(stored)
         _check_trail(trail, position, event.originator_version)
-        return audit_pb2.Event(
+        return _make(into)(
             position=position,
             aggregate_id=str(event.originator_id),
             aggregate_type=event.aggregate_type,
@@ -160,6 +215,14 @@ class EventTranslator:
             hash=trail["hash"],
             summary=trail["summary"],
         )
+
+
+Events = RepeatedCompositeFieldContainer[audit_pb2.Event]
+"""A response's events."""
+
+
+def _make(into: Events | None) -> Callable[..., audit_pb2.Event]:
+    return audit_pb2.Event if into is None else into.add
 
 
 def _check_trail(trail: Doc, position: int, version: int) -> None:

@@ -380,6 +380,26 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         wrapped = row["wrapped_key"]
         return WrappedKey(bytes(wrapped) if wrapped is not None else None, row["master_key_id"])
 
+    def get_data_keys(self, customer_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        if not customer_ids:
+            return {}
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(
+                SQL(
+                    "SELECT customer_id, wrapped_key, master_key_id FROM {} "
+                    "WHERE customer_id = ANY(%s)"
+                ).format(self.keys_table),
+                (list(customer_ids),),
+                prepare=True,
+            )
+            return {
+                customer_id: WrappedKey(bytes(wrapped) if wrapped is not None else None, key_id)
+                for customer_id, wrapped, key_id in curs.fetchall()
+            }
+
     def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import orjson
 import psycopg
 from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresDatastore
@@ -20,6 +21,16 @@ from projections.store import Change, Commit, Doc
 
 # One encoder for every document: ``json.dumps`` with options builds a new one per call.
 _dump = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def _load(text: str) -> Doc:
+    """A stored document: by orjson, or ``json`` for what orjson refuses (NaN, a lone surrogate)."""
+    try:
+        doc: Doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        doc = json.loads(text)
+    return doc
+
 
 COPY_TYPES = ["text", "int4", "text", "text", "text", "text"]
 """The document table's columns, for a binary COPY (cheaper to write than text)."""
@@ -195,8 +206,11 @@ class PostgresViewStore:
         if limit is not None:
             text += " LIMIT %s"
             params.append(limit)
-        curs.execute(self.sql(text), params)
-        return [(row["key"], json.loads(row["doc"])) for row in curs.fetchall()]
+        # Tuple rows on a cursor of the same transaction, documents parsed by orjson:
+        # a replay reads a trail entry per event, and dict rows and ``json`` were most of it.
+        with curs.connection.cursor(row_factory=tuple_row) as rows:
+            rows.execute(self.sql(text), params)
+            return [(key, _load(doc)) for key, doc in rows.fetchall()]
 
     def load(self, name: str, generation: int, kind: str, key: str) -> Doc | None:
         with self.datastore.transaction(commit=False) as curs:
@@ -316,6 +330,31 @@ class PostgresViewStore:
                 )
                 for position, originator_id, version, topic, state in curs.fetchall()
             ]
+
+    def read_log_range(
+        self, start: int, stop: int, topics: Sequence[str], limit: int
+    ) -> list[tuple[int, Any, int, str, bytes]]:
+        """Positions ``start``..``stop`` of the log (of ``topics``, if any), in binary, as tuples.
+
+        (position, originator_id, originator_version, topic, state): what the
+        library's ``select_notifications`` reads, at a third of its cost.
+        """
+        text = (
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {events} WHERE notification_id >= %s AND notification_id <= %s"
+        )
+        params: list[Any] = [start, stop]
+        if topics:
+            text += " AND topic = ANY(%s)"
+            params.append(list(topics))
+        text += " ORDER BY notification_id LIMIT %s"
+        params.append(limit)
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as curs,
+        ):
+            curs.execute(self.sql(text), params, prepare=True)
+            return curs.fetchall()
 
     def drop(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as curs:

@@ -160,6 +160,23 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
         return WrappedKey(row[0], row[1]) if row else None
 
+    def get_data_keys(self, customer_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        ids = [customer_id.hex for customer_id in set(customer_ids)]
+        found: dict[UUID, WrappedKey] = {}
+        per_read = 500  # within SQLite's limit on a statement's parameters
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), per_read):
+                chunk = ids[start : start + per_read]
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    "SELECT customer_id, wrapped_key, master_key_id FROM accord_data_keys "  # noqa: S608
+                    f"WHERE customer_id IN ({marks})",
+                    chunk,
+                )
+                for customer_id, wrapped, key_id in c.fetchall():
+                    found[UUID(hex=customer_id)] = WrappedKey(wrapped, key_id)
+        return found
+
     def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
         with self.datastore.transaction(commit=True) as c:
             c.execute(

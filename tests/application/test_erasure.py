@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -249,6 +249,9 @@ class _PausingKeyStore:
             self.reading.set()
             assert self.release.wait(10)
         return found
+
+    def get_data_keys(self, customer_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        return {i: self.keys[i] for i in customer_ids if i in self.keys}
 
     def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
         return self.keys.setdefault(customer_id, key)

@@ -28,16 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
-
 from adapters.grpc import server
 from adapters.grpc.errors import RpcError, invalid
-from adapters.grpc.events import Disclosure, EventTranslator
+from adapters.grpc.events import Disclosure, Events, EventTranslator
 from adapters.grpc.generated.accord.v1 import audit_pb2, audit_pb2_grpc
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log, log_position, read_wait
 from adapters.grpc.state import customer_message, partner_message
 from adapters.grpc.translate import MAX_REPEATED, instant_in, uuid_in
+from adapters.postgres.views import PostgresViewStore
 from application.errors import FieldViolation, NotFoundError
 from application.service import Accord
 from domain.events import DomainEvent
@@ -64,6 +63,9 @@ DEADLINE_MARGIN = 0.5
 
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 
+Row = tuple[int, Any, int, str, bytes]
+"""A stored event as the log holds it: position, originator id and version, topic, state."""
+
 
 def _batch_size(requested: int, violations: list[FieldViolation]) -> int:
     if requested < 0:
@@ -86,6 +88,19 @@ def _batch(messages: Iterator[audit_pb2.Event], limit: int) -> tuple[list[audit_
         if len(taken) >= limit or size >= BATCH_BYTES:
             return taken, True
     return taken, False
+
+
+def _fill(
+    response: audit_pb2.ReadEventsResponse, messages: Iterator[audit_pb2.Event], limit: int
+) -> bool:
+    """``_batch``, with ``messages`` made in ``response.events`` (not copied there after)."""
+    events = response.events
+    size = 0
+    for message in messages:
+        size += message.ByteSize()
+        if len(events) >= limit or size >= BATCH_BYTES:
+            return True
+    return False
 
 
 def _not_negative(field: str, value: int, violations: list[FieldViolation]) -> None:
@@ -178,32 +193,42 @@ class _LogCursor:
         self.span = LOG_PAGE if self.topics else min(LOG_PAGE, wanted.batch_size)
         self.read_to = after
         """The last position read from the store."""
-        self.pending: deque[Notification] = deque()
+        self.pending: deque[Row] = deque()
         self.entries: dict[int, Doc] = {}
         """The trail's entries of the ``pending`` events, by position."""
 
-    def messages(self, head: int, disclosure: Disclosure) -> Iterator[audit_pb2.Event]:
-        """The events up to ``head`` that pass, lazily: a batch takes what it can hold."""
-        translator = self.servicer.translator
+    def messages(
+        self, head: int, disclosure: Disclosure, into: Events
+    ) -> Iterator[audit_pb2.Event]:
+        """The events up to ``head`` that pass, lazily: a batch takes what it can hold.
+
+        Each is made in ``into``. The data keys a page needs are read in one go:
+        the rest of a page when a batch starts (its disclosure is new), a page
+        when it is read.
+        """
+        message = self.servicer.translator.stored_message
+        disclosure.prefetch(row[1] for row in self.pending)
         while True:
-            while self.pending and self.pending[0].id <= head:
-                notification = self.pending.popleft()
-                entry = self.entries.pop(notification.id)
-                yield translator.message(notification, notification.id, entry, disclosure)
-            if self.pending or self.none_pass or self.read_to >= head:
+            pending = self.pending
+            while pending and pending[0][0] <= head:
+                position, originator_id, version, topic, state = pending.popleft()
+                entry = self.entries.pop(position)
+                yield message(
+                    position, originator_id, version, topic, state, entry, disclosure, into
+                )
+            if pending or self.none_pass or self.read_to >= head:
                 return
             self._read(head)
+            disclosure.prefetch(row[1] for row in pending)
 
     def _read(self, head: int) -> None:
         stop = min(head, self.read_to + self.span)
-        page = self.servicer.log.recorder.select_notifications(
-            start=self.read_to + 1, limit=self.span, stop=stop, topics=self.topics
-        )
-        self.entries = self.servicer._trail_entries([n.id for n in page])
+        page = self.servicer._log_rows(self.read_to + 1, stop, self.topics, self.span)
+        self.entries = self.servicer._trail_entries([row[0] for row in page])
         self.pending.extend(page)
         self.read_to = stop
         if page and not self.topics:
-            stored = sum(len(n.state) for n in page)
+            stored = sum(len(row[4]) for row in page)
             fits = PAGE_BYTES * len(page) // max(stored, 1)
             self.span = max(1, min(fits, self.batch_size, MAX_BATCH))
 
@@ -214,6 +239,23 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self.log = accord.log
         self.read_models = read_models
         self.translator = EventTranslator(accord.log.vault)
+
+    # ---------------------------------------------------------------- the log
+
+    def _log_rows(self, start: int, stop: int, topics: Sequence[str], limit: int) -> list[Row]:
+        """The log's events at positions ``start``..``stop`` (of ``topics``, if any), as rows.
+
+        From PostgreSQL in binary, into tuples; from another store, by the library.
+        """
+        views = self.read_models.views
+        if isinstance(views, PostgresViewStore):
+            return views.read_log_range(start, stop, topics, limit)
+        return [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            for n in self.log.recorder.select_notifications(
+                start=start, limit=limit, stop=stop, topics=topics
+            )
+        ]
 
     # -------------------------------------------------------------- the trail
 
@@ -297,11 +339,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             return self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
         head = self._trail_head()
         disclosure = self.translator.disclosure(show_personal=show_personal)
-        events, more = _batch(cursor.messages(head, disclosure), wanted.batch_size)
+        response = audit_pb2.ReadEventsResponse()
+        events = response.events
+        more = _fill(response, cursor.messages(head, disclosure, events), wanted.batch_size)
         examined = events[-1].position if more else max(head, after)
-        return audit_pb2.ReadEventsResponse(
-            events=events, position=examined, caught_up=examined >= head
-        )
+        response.position = examined
+        response.caught_up = examined >= head
+        return response
 
     def _aggregate_batch(
         self, wanted: _Filter, aggregate_id: UUID, after: int, show_personal: bool

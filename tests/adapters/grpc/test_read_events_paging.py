@@ -7,6 +7,7 @@ called in-process, as the interceptor would call it for the local admin.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
@@ -19,10 +20,12 @@ from adapters.grpc import interceptor
 from adapters.grpc.generated.accord.v1 import audit_pb2
 from adapters.grpc.services import audit
 from adapters.grpc.services.audit import AuditServicer
-from adapters.grpc.tokens import LOCAL_ADMIN
+from adapters.grpc.tokens import LOCAL_ADMIN, Principal
+from application import commands as c
 from application.service import Accord
 from projections.audit_trail import AuditTrail
 from tests import builders
+from tests.builders import CTX, register_customer
 from tests.conftest import ReadModelsFactory
 from tests.support import FakeClock
 
@@ -39,11 +42,15 @@ class _Context:
         return None
 
 
+AUDITOR = Principal("auditor", frozenset({"auditor"}))
+"""Replays history without personal data."""
+
+
 @contextmanager
-def _as_local_admin() -> Iterator[None]:
+def _as_local_admin(principal: Principal = LOCAL_ADMIN) -> Iterator[None]:
     context = cast(grpc.ServicerContext, _Context())
     token = interceptor._current.set(
-        interceptor.Call("/accord.v1.AuditService/ReadEvents", LOCAL_ADMIN, "c", context)
+        interceptor.Call("/accord.v1.AuditService/ReadEvents", principal, "c", context)
     )
     try:
         yield
@@ -66,15 +73,14 @@ def reads(servicer: AuditServicer, monkeypatch: pytest.MonkeyPatch) -> list[tupl
     """The (start, stop) of every read of the log (stop -1: none), with small pages and batches."""
     monkeypatch.setattr(audit, "LOG_PAGE", PAGE)
     monkeypatch.setattr(audit, "BATCH_BYTES", 2500)
-    recorder = servicer.log.recorder
-    select = recorder.select_notifications
+    select = servicer._log_rows
     seen: list[tuple[int, int]] = []
 
-    def recording(start: int, limit: int, stop: int | None = None, topics: Any = ()) -> Any:
-        seen.append((start, -1 if stop is None else stop))
-        return select(start, limit, stop, topics)
+    def recording(start: int, stop: int, topics: Any, limit: int) -> Any:
+        seen.append((start, stop))
+        return select(start, stop, topics, limit)
 
-    monkeypatch.setattr(recorder, "select_notifications", recording)
+    monkeypatch.setattr(servicer, "_log_rows", recording)
     return seen
 
 
@@ -157,3 +163,57 @@ def test_an_unfiltered_read_sizes_its_pages_by_the_events_it_has_seen(
 
 def _events(batches: list[audit_pb2.ReadEventsResponse]) -> list[audit_pb2.Event]:
     return [event for batch in batches for event in batch.events]
+
+
+@pytest.mark.parametrize("topics", [(), ("customer.registered",), ("no.such.topic",)])
+def test_the_log_rows_are_the_library_s_notifications(
+    servicer: AuditServicer, topics: tuple[str, ...]
+) -> None:
+    """However the store reads them (in binary, into tuples, from PostgreSQL), the same events."""
+    log = _log(servicer)
+    for start, stop, limit in [(1, log[-1].id, 10_000), (5, 40, 10_000), (5, 40, 7), (3, 2, 10)]:
+        expected = [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            for n in servicer.log.recorder.select_notifications(
+                start=start, limit=limit, stop=stop, topics=topics
+            )
+        ]
+        rows = servicer._log_rows(start, stop, topics, limit)
+        assert [(p, str(o), v, t, bytes(s)) for p, o, v, t, s in rows] == [
+            (p, str(o), v, t, bytes(s)) for p, o, v, t, s in expected
+        ]
+
+
+@pytest.mark.parametrize("principal", [LOCAL_ADMIN, AUDITOR], ids=["personal", "redacted"])
+def test_an_erasure_between_batches_is_seen_by_the_next_batch(
+    accord: Accord,
+    make_read_models: ReadModelsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    principal: Principal,
+) -> None:
+    """The keys are read a page at a time, but each batch still asks afresh.
+
+    Batches of one event (``BATCH_BYTES``) from pages of three: the erased
+    customer's keys were read with the page, before the erasure, yet its
+    event in a later batch of that page reads ``[erased]``.
+    """
+    monkeypatch.setattr(audit, "BATCH_BYTES", 1)
+    ids = [
+        accord.customers.register(register_customer(display_name=name), CTX).aggregate_id
+        for name in ("First Co.", "Second Co.")
+    ]
+    accord.customers.update_profile(
+        c.UpdateCustomerProfile(customer_id=ids[0], display_name="First Renamed Co."), CTX
+    )
+    views = make_read_models(accord, [AuditTrail()])
+    views.runner.catch_up()
+    servicer = AuditServicer(accord, views)
+    shown = "First Co." if principal is LOCAL_ADMIN else "[redacted]"
+    with _as_local_admin(principal):
+        stream = servicer.ReadEvents(audit_pb2.ReadEventsRequest(batch_size=3), None)
+        first = next(stream)
+        assert json.loads(first.events[0].payload)["display_name"] == shown
+        accord.customers.erase(c.EraseCustomerData(customer_id=ids[0], reason="request"), CTX)
+        later = [event for batch in stream for event in batch.events]
+    names = [json.loads(event.payload).get("display_name") for event in later[:2]]
+    assert names == ["Second Co." if principal is LOCAL_ADMIN else "[redacted]", "[erased]"]
