@@ -9,7 +9,7 @@ erased customer even in sealed form, and a rebuild arrives at the same place.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -56,6 +56,25 @@ class CustomerSummary:
         )
     )
 
+    body_topics: ClassVar[frozenset[str]] = frozenset({InteractionRecorded.topic})
+
+    def apply_body(
+        self, body: dict[str, Any], key: str, notification: Notification, docs: Docs
+    ) -> None:
+        """``apply`` for an ``InteractionRecorded`` as stored (vouched for by the runner)."""
+        doc = docs.get(KIND, key)
+        if doc is None:
+            return
+        amount, occurred = body["amount"], body["occurred_at"]
+        if occurred[-1] == "Z":  # UTC as pydantic writes it: no need to parse it
+            occurred = occurred[:-1] + "+00:00"
+        else:
+            occurred = datetime.fromisoformat(occurred).astimezone(UTC).isoformat()
+        _interaction(doc, body["kind"], occurred, None if amount is None else Decimal(amount))
+        doc["version"] = notification.originator_version
+        doc["position"] = notification.id
+        docs.put(KIND, key, doc, group=doc["tier"])
+
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
         key = aggregate_key(event)
         if isinstance(event, CustomerRegistered):
@@ -99,21 +118,8 @@ class CustomerSummary:
     @staticmethod
     def _fold(doc: Doc, event: DomainEvent) -> None:
         if isinstance(event, InteractionRecorded):  # most events: first
-            doc["interactions"] += 1
-            kind = event.kind.value
-            by_kind = doc["interactions_by_kind"]
-            by_kind[kind] = by_kind.get(kind, 0) + 1
-            occurred = event.occurred_at.astimezone(UTC).isoformat()  # comparable as text
-            if doc["last_interaction_at"] is None or occurred > doc["last_interaction_at"]:
-                doc["last_interaction_at"] = occurred
-            if event.amount is not None:
-                net = Decimal(doc["net_purchases"])
-                if kind == "PURCHASE":
-                    doc["purchases"] += 1
-                    doc["net_purchases"] = str(net + event.amount)
-                else:
-                    doc["refunds"] += 1
-                    doc["net_purchases"] = str(net + -1 * event.amount)
+            occurred = event.occurred_at.astimezone(UTC).isoformat()
+            _interaction(doc, event.kind.value, occurred, event.amount)
         elif isinstance(event, CustomerProfileUpdated):
             for field in PROFILE:
                 value = getattr(event, field)
@@ -146,6 +152,26 @@ class CustomerSummary:
                 for field in ("name", "email", "phone"):
                     if contact[field] is not None:
                         contact[field] = ERASED
+
+
+def _interaction(doc: Doc, kind: str, occurred: str, amount: Decimal | None) -> None:
+    """Fold an interaction, decoded or as stored (the same values either way).
+
+    ``occurred``: ``occurred_at`` in UTC, ``isoformat()``, so comparable as text.
+    """
+    doc["interactions"] += 1
+    by_kind = doc["interactions_by_kind"]
+    by_kind[kind] = by_kind.get(kind, 0) + 1
+    if doc["last_interaction_at"] is None or occurred > doc["last_interaction_at"]:
+        doc["last_interaction_at"] = occurred
+    if amount is not None:
+        net = Decimal(doc["net_purchases"])
+        if kind == "PURCHASE":
+            doc["purchases"] += 1
+            doc["net_purchases"] = str(net + amount)
+        else:
+            doc["refunds"] += 1
+            doc["net_purchases"] = str(net + -1 * amount)
 
 
 # ------------------------------------------------------------------- queries

@@ -139,6 +139,42 @@ def history_entry(event: InteractionRecorded) -> list[str] | None:
     return None if entry is None else list(entry)
 
 
+def body_entry(body: dict[str, Any]) -> list[str] | None:
+    """``history_entry`` of an ``InteractionRecorded`` as stored (a body vouched for).
+
+    The same values as the decoded event's: the amount is the decimal's own
+    text, ``occurred_at`` the moment pydantic would read from it.
+    """
+    global _last_entry
+    seen, entry = _last_entry
+    if seen is body:  # the same body object (held here, so its id cannot be reused)
+        return None if entry is None else list(entry)
+    amount, kind = body["amount"], body["kind"]
+    if amount is None or (kind != _PURCHASE and kind != _REFUND):
+        entry = None
+    else:
+        occurred = _utc_text(body["occurred_at"])
+        # A body vouched for holds the decimal's own text: str(Decimal(amount)) == amount.
+        entry = [occurred, amount if kind == _PURCHASE else str(-Decimal(amount))]
+    _last_entry = (body, entry)
+    return None if entry is None else list(entry)
+
+
+def _utc_text(stored: str) -> str:
+    """``utc_instant(moment).isoformat(timespec="microseconds")`` of a time as pydantic writes it.
+
+    UTC (``Z``: the usual case) is rewritten, not parsed: pydantic writes six
+    digits of microseconds, or none when they are zero.
+    """
+    if stored[-1] == "Z":
+        return stored[:-1] + ("+00:00" if len(stored) > 20 else ".000000+00:00")
+    return utc_instant(datetime.fromisoformat(stored)).isoformat(timespec="microseconds")
+
+
+_PURCHASE: Final = InteractionKind.PURCHASE.value
+_REFUND: Final = InteractionKind.REFUND.value
+
+
 def add_entry(history: list[Any], entry: list[str]) -> None:
     """Insert ``entry`` in business-time order (late-recorded interactions arrive out of order).
 
@@ -257,6 +293,21 @@ class Lifecycle:
     topics: ClassVar[frozenset[str] | None] = frozenset(
         e.topic for e in (CustomerRegistered, InteractionRecorded)
     )
+
+    body_topics: ClassVar[frozenset[str]] = frozenset({InteractionRecorded.topic})
+
+    def apply_body(
+        self, body: dict[str, Any], key: str, notification: Notification, docs: Docs
+    ) -> None:
+        """``apply`` for an ``InteractionRecorded`` as stored (vouched for by the runner)."""
+        entry = body_entry(body)
+        if entry is None:
+            return
+        doc = docs.get(KIND, key)
+        if doc is None:
+            return
+        add_entry(doc["purchases"], entry)
+        docs.put(KIND, key, doc)
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
         if isinstance(event, InteractionRecorded):

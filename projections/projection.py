@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from eventsourcing.persistence import Notification
 
@@ -34,6 +34,26 @@ class StoredProjection(Projection, Protocol):
     """
 
     def apply_stored(self, notification: Notification, docs: Docs) -> None: ...
+
+
+@runtime_checkable
+class BodyProjection(Projection, Protocol):
+    """A read model that folds some topics from the stored body, when it can be vouched for.
+
+    For the topics in ``body_topics``, the runner hands ``apply_body`` the
+    stored body as parsed JSON, and the aggregate's id as the model writes it,
+    instead of decoding the event, but only when ``application.stored_bodies``
+    vouches for the body (current schema version, every value in the form the
+    model's dump writes); any other body is decoded and goes to ``apply``.
+    ``apply_body`` must write exactly what ``apply`` writes for the same event,
+    and must not change the body (the other read models read it too).
+    """
+
+    body_topics: ClassVar[frozenset[str]]
+
+    def apply_body(
+        self, body: dict[str, Any], key: str, notification: Notification, docs: Docs
+    ) -> None: ...
 
 
 _last_key: tuple[object, str] = (None, "")

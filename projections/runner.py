@@ -17,20 +17,25 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 import structlog
 from eventsourcing.persistence import Notification
 
 from application.event_log import EventLog
 from application.mapper import EventMapper
+from application.stored_bodies import BodyPlan, body_plan, canonical_originator
 from domain.events import DomainEvent
-from projections.projection import Projection, StoredProjection
+from projections.projection import BodyProjection, Projection, StoredProjection
 from projections.store import Append, Change, Commit, Doc, DocReader, Docs, ViewStore
 
 logger = structlog.get_logger(__name__)
 
 StoredApply = Callable[[Notification, Docs], None]
 DecodedApply = Callable[[DomainEvent, Notification, Docs], None]
+BodyApply = Callable[[dict[str, Any], str, Notification, Docs], None]
+Body = tuple[dict[str, Any], str]
+"""A stored body vouched for, and its aggregate's id as the model writes it."""
 
 DEFAULT_BATCH = 500
 RECENT_DOCS = 4096
@@ -255,26 +260,63 @@ class ProjectionRunner:
 
     def _decoded(
         self, lanes: Sequence[Lane], notifications: Sequence[Notification]
-    ) -> list[DomainEvent | None]:
-        """The batch's events, each decoded once if any read model here needs it decoded."""
-        decoding = [
-            lane.projection.topics
-            for lane in lanes
-            if not isinstance(lane.projection, StoredProjection)
+    ) -> tuple[list[DomainEvent | None], list[Body | None]]:
+        """The batch's events, each read once if any read model here needs it.
+
+        An event every such read model can fold from its stored body (see
+        ``BodyProjection``) is read as stored when the body is vouched for,
+        and decoded otherwise (an older schema version, a value in another
+        form): the one path the follower and a rebuild both take.
+        """
+        readers = [
+            lane.projection for lane in lanes if not isinstance(lane.projection, StoredProjection)
         ]
+        ways: dict[str, tuple[bool, BodyPlan | None]] = {}
         decode = self._decode
-        if any(topics is None for topics in decoding):
-            return [decode(n) for n in notifications]
-        wanted = set().union(*(topics for topics in decoding if topics is not None))
-        if not wanted:
-            return [None] * len(notifications)
-        return [decode(n) if n.topic in wanted else None for n in notifications]
+        events: list[DomainEvent | None] = []
+        bodies: list[Body | None] = []
+        for notification in notifications:
+            topic = notification.topic
+            way = ways.get(topic)
+            if way is None:
+                way = ways[topic] = self._way(topic, readers)
+            needed, plan = way
+            if not needed:
+                events.append(None)
+                bodies.append(None)
+                continue
+            body = None if plan is None else self._vouched(plan, notification)
+            bodies.append(body)
+            events.append(decode(notification) if body is None else None)
+        return events, bodies
+
+    @staticmethod
+    def _way(topic: str, readers: Sequence[Projection]) -> tuple[bool, BodyPlan | None]:
+        """Whether some read model needs events of ``topic`` read; the plan if all take bodies."""
+        reading = [p for p in readers if p.topics is None or topic in p.topics]
+        if not reading:
+            return False, None
+        if all(isinstance(p, BodyProjection) and topic in p.body_topics for p in reading):
+            return True, body_plan(topic)
+        return True, None
+
+    @staticmethod
+    def _vouched(plan: BodyPlan, notification: Notification) -> Body | None:
+        version = notification.originator_version
+        if type(version) is not int or version < 1:
+            return None  # the model would refuse it: the decode says how
+        key = canonical_originator(notification.originator_id)
+        if key is None:
+            return None
+        body = plan.body(notification.state)
+        return None if body is None else (body, key)
 
     def _fold(
         self,
         lanes: Sequence[Lane],
         notifications: Sequence[Notification],
         events: Sequence[DomainEvent | None],
+        bodies: Sequence[Body | None],
     ) -> list[Commit]:
         """Apply the batch's events, after each lane's position; each lane's share of the commit.
 
@@ -283,7 +325,7 @@ class ProjectionRunner:
         of work, so the order across read models changes nothing.
         """
         stored: dict[str, list[tuple[StoredApply, UnitOfWork]]] = {}
-        decoded: dict[str, list[tuple[DecodedApply, UnitOfWork]]] = {}
+        decoded: dict[str, list[tuple[DecodedApply, BodyApply | None, UnitOfWork]]] = {}
         level: list[tuple[Lane, UnitOfWork]] = []
         for lane in lanes:
             unit = UnitOfWork(
@@ -295,7 +337,7 @@ class ProjectionRunner:
             )
             lane.unit = unit
             if notifications and notifications[0].id <= lane.position:
-                self._fold_ahead(lane, unit, notifications, events)  # a lane ahead: rare
+                self._fold_ahead(lane, unit, notifications, events, bodies)  # a lane ahead: rare
             else:
                 level.append((lane, unit))
         for index, notification in enumerate(notifications):
@@ -305,10 +347,18 @@ class ProjectionRunner:
             for apply_stored, unit in stored[topic]:
                 apply_stored(notification, unit)
             targets = decoded[topic]
-            if targets:
+            if not targets:
+                continue
+            read = bodies[index]
+            if read is not None:
+                body, key = read
+                for _, apply_body, unit in targets:
+                    assert apply_body is not None
+                    apply_body(body, key, notification, unit)
+            else:
                 event = events[index]
                 assert event is not None
-                for apply, unit in targets:
+                for apply, _, unit in targets:
                     apply(event, notification, unit)
         last = notifications[-1].id if notifications else 0
         commits = []
@@ -331,7 +381,7 @@ class ProjectionRunner:
         topic: str,
         lanes: Sequence[tuple[Lane, UnitOfWork]],
         stored: dict[str, list[tuple[StoredApply, UnitOfWork]]],
-        decoded: dict[str, list[tuple[DecodedApply, UnitOfWork]]],
+        decoded: dict[str, list[tuple[DecodedApply, BodyApply | None, UnitOfWork]]],
     ) -> None:
         stored[topic], decoded[topic] = [], []
         for lane, unit in lanes:
@@ -341,7 +391,12 @@ class ProjectionRunner:
             if isinstance(projection, StoredProjection):
                 stored[topic].append((projection.apply_stored, unit))
             else:
-                decoded[topic].append((projection.apply, unit))
+                apply_body = (
+                    projection.apply_body
+                    if isinstance(projection, BodyProjection) and topic in projection.body_topics
+                    else None
+                )
+                decoded[topic].append((projection.apply, apply_body, unit))
 
     @staticmethod
     def _fold_ahead(
@@ -349,15 +404,19 @@ class ProjectionRunner:
         unit: UnitOfWork,
         notifications: Sequence[Notification],
         events: Sequence[DomainEvent | None],
+        bodies: Sequence[Body | None],
     ) -> None:
         projection, topics = lane.projection, lane.projection.topics
-        for notification, event in zip(notifications, events, strict=True):
+        for notification, event, read in zip(notifications, events, bodies, strict=True):
             if notification.id <= lane.position:
                 continue
             if topics is not None and notification.topic not in topics:
                 continue
             if isinstance(projection, StoredProjection):
                 projection.apply_stored(notification, unit)
+            elif read is not None:
+                assert isinstance(projection, BodyProjection)
+                projection.apply_body(read[0], read[1], notification, unit)
             else:
                 assert event is not None
                 projection.apply(event, notification, unit)
@@ -387,8 +446,8 @@ class ProjectionRunner:
                 moving.append(lane)
         commits: list[Commit] = []
         try:
-            events = self._decoded(moving, notifications)
-            commits = self._fold(moving, notifications, events)
+            events, bodies = self._decoded(moving, notifications)
+            commits = self._fold(moving, notifications, events, bodies)
             for lane, commit in zip(moving, commits, strict=True):
                 if head is not None and commit.position >= head:
                     commit.activate_version = lane.activate_version

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import ClassVar, Final, TypedDict
+from typing import Any, ClassVar, Final, TypedDict
 
 from eventsourcing.persistence import Notification
 
@@ -66,6 +66,7 @@ from projections.lifecycle import (
     Entry,
     add_entry,
     as_day,
+    body_entry,
     history_entry,
     known_at,
     parse_entries,
@@ -276,6 +277,21 @@ class Segments:
         e.topic
         for e in (CustomerRegistered, CustomerProfileUpdated, InteractionRecorded, TierChanged)
     )
+
+    body_topics: ClassVar[frozenset[str]] = frozenset({InteractionRecorded.topic})
+
+    def apply_body(
+        self, body: dict[str, Any], key: str, notification: Notification, docs: Docs
+    ) -> None:
+        """``apply`` for an ``InteractionRecorded`` as stored (vouched for by the runner)."""
+        entry = body_entry(body)
+        if entry is None:
+            return
+        found = docs.get(KIND, key)
+        if found is None:
+            return
+        add_entry(found["purchases"], entry)
+        docs.put(KIND, key, found)
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
         if isinstance(event, InteractionRecorded):
