@@ -187,6 +187,18 @@ def add_entry(history: list[Any], entry: list[str]) -> None:
         insort(history, entry, key=lambda item: str(item[0]))
 
 
+def fold_purchase_body(body: dict[str, Any], key: str, docs: Docs, kind: str) -> None:
+    """``apply_body`` of a view keeping a ``purchases`` history: add the body's entry, if any."""
+    entry = body_entry(body)
+    if entry is None:
+        return
+    doc = docs.get(kind, key)
+    if doc is None:
+        return
+    add_entry(doc["purchases"], entry)
+    docs.put(kind, key, doc)
+
+
 def parse_entries(history: Iterable[Sequence[str]]) -> list[Entry]:
     """Stored ``[occurred_at, amount]`` pairs as entries on UTC dates, in time order."""
     return [
@@ -300,14 +312,7 @@ class Lifecycle:
         self, body: dict[str, Any], key: str, notification: Notification, docs: Docs
     ) -> None:
         """``apply`` for an ``InteractionRecorded`` as stored (vouched for by the runner)."""
-        entry = body_entry(body)
-        if entry is None:
-            return
-        doc = docs.get(KIND, key)
-        if doc is None:
-            return
-        add_entry(doc["purchases"], entry)
-        docs.put(KIND, key, doc)
+        fold_purchase_body(body, key, docs, KIND)
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
         if isinstance(event, InteractionRecorded):

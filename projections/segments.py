@@ -66,7 +66,7 @@ from projections.lifecycle import (
     Entry,
     add_entry,
     as_day,
-    body_entry,
+    fold_purchase_body,
     history_entry,
     known_at,
     parse_entries,
@@ -284,14 +284,7 @@ class Segments:
         self, body: dict[str, Any], key: str, notification: Notification, docs: Docs
     ) -> None:
         """``apply`` for an ``InteractionRecorded`` as stored (vouched for by the runner)."""
-        entry = body_entry(body)
-        if entry is None:
-            return
-        found = docs.get(KIND, key)
-        if found is None:
-            return
-        add_entry(found["purchases"], entry)
-        docs.put(KIND, key, found)
+        fold_purchase_body(body, key, docs, KIND)
 
     def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
         if isinstance(event, InteractionRecorded):

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
 
 from adapters.store import StoreConfig, store_config
+from application.personal_data import WrappedKey
 
 POSTGRES_URL = os.environ.get(
     "ACCORD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -70,3 +71,29 @@ def sqlite_store(directory: Path) -> StoreConfig:
 
 def postgres_store(schema: str) -> StoreConfig:
     return store_config(f"{POSTGRES_URL}?schema={schema}&pool_size=2&max_overflow=8")
+
+
+class InMemoryKeyStore:
+    """A data-key table in a dict, for vault tests that must control when reads happen."""
+
+    def __init__(self) -> None:
+        self.keys: dict[UUID, WrappedKey] = {}
+
+    def get_data_key(self, customer_id: UUID) -> WrappedKey | None:
+        return self.keys.get(customer_id)
+
+    def get_data_keys(self, customer_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        return {i: self.keys[i] for i in customer_ids if i in self.keys}
+
+    def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
+        return self.keys.setdefault(customer_id, key)
+
+    def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]:
+        return list(self.keys.items())
+
+    def master_key_ids(self) -> set[str]:
+        return {key.master_key_id for key in self.keys.values() if key.wrapped is not None}
+
+    def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
+        self.keys.update(keys)
+        return len(keys)

@@ -17,6 +17,7 @@ from application.personal_data import DataKeyStore, MasterKey, PersonalDataVault
 from application.service import Accord
 from domain.personal import ERASED
 from tests.builders import CTX, register_customer
+from tests.support import InMemoryKeyStore
 
 CONTEXT = "customer.registered|display_name"
 
@@ -45,11 +46,11 @@ def test_the_bulk_read_spans_more_customers_than_one_statement_takes(accord: Acc
     assert set(store.get_data_keys(ids)) == {customer}
 
 
-class _CountingStore:
+class _CountingStore(InMemoryKeyStore):
     """A data-key table that counts its reads; ``pause_bulk`` holds the next bulk read."""
 
     def __init__(self) -> None:
-        self.keys: dict[UUID, WrappedKey] = {}
+        super().__init__()
         self.reads = 0
         self.bulk_reads = 0
         self.pause_bulk = threading.Event()
@@ -68,19 +69,6 @@ class _CountingStore:
             self.reading.set()
             assert self.release.wait(10)
         return found
-
-    def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
-        return self.keys.setdefault(customer_id, key)
-
-    def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]:
-        return list(self.keys.items())
-
-    def master_key_ids(self) -> set[str]:
-        return {key.master_key_id for key in self.keys.values() if key.wrapped is not None}
-
-    def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
-        self.keys.update(keys)
-        return len(keys)
 
 
 def _sealed(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -23,7 +23,7 @@ from domain.personal import ERASED
 from projections import customer_summary
 from tests.builders import CTX, purchase, register_customer
 from tests.conftest import AccordFactory, ReadModelsFactory
-from tests.support import POSTGRES_URL, FakeClock
+from tests.support import POSTGRES_URL, FakeClock, InMemoryKeyStore
 
 NAME = "Sun Lihua Boutique"
 CONTACT = "Zhou Minghao"
@@ -233,11 +233,11 @@ def test_erasing_one_customer_leaves_the_others_readable(accord: Accord, clock: 
     assert accord.queries.customer(kept_id).display_name == "Kept Co."
 
 
-class _PausingKeyStore:
+class _PausingKeyStore(InMemoryKeyStore):
     """A data-key table whose next read can be held in flight (a read racing an erasure)."""
 
     def __init__(self) -> None:
-        self.keys: dict[UUID, WrappedKey] = {}
+        super().__init__()
         self.hold = threading.Event()
         self.reading = threading.Event()
         self.release = threading.Event()
@@ -249,22 +249,6 @@ class _PausingKeyStore:
             self.reading.set()
             assert self.release.wait(10)
         return found
-
-    def get_data_keys(self, customer_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
-        return {i: self.keys[i] for i in customer_ids if i in self.keys}
-
-    def create_data_key(self, customer_id: UUID, key: WrappedKey) -> WrappedKey:
-        return self.keys.setdefault(customer_id, key)
-
-    def all_data_keys(self) -> list[tuple[UUID, WrappedKey]]:
-        return list(self.keys.items())
-
-    def master_key_ids(self) -> set[str]:
-        return {key.master_key_id for key in self.keys.values() if key.wrapped is not None}
-
-    def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
-        self.keys.update(keys)
-        return len(keys)
 
 
 def test_a_read_in_flight_during_an_erasure_does_not_cache_the_destroyed_key() -> None:
