@@ -191,7 +191,8 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         return ids
 
     def _write_saves(self, saves: Sequence[Save]) -> list[Sequence[int]]:
-        """One transaction: the table lock, every event, then every journal entry.
+        """One transaction for all of ``saves``: one ``accord_insert`` call when they hold
+        only events and request records (the common case), else the statements below.
 
         The library's statements go first (the lock, then the events); ours
         follow, so guards are checked under the lock (no insert can commit
