@@ -26,6 +26,7 @@ from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
 from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
 from adapters.logging import configure_logging
 from adapters.metrics import Metrics, MetricsServer, start_metrics_server
+from adapters.projection_worker import ProjectionWorker
 from adapters.rebuild import rebuild as rebuild_read_models
 from adapters.store import StoreConfig, StoreConfigError, store_config
 from adapters.wiring import build_accord, build_read_models, build_view_store
@@ -84,6 +85,18 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
+
+
+def _stop_with_parent(parent: int, stop: threading.Event) -> None:
+    """Set ``stop`` when the process that started this one is gone (even if it was killed)."""
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                print("accord project: the server is gone, stopping", file=sys.stderr, flush=True)
+                stop.set()
+
+    threading.Thread(target=watch, name="accord-parent-watch", daemon=True).start()
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -207,8 +220,14 @@ def _serve(args: argparse.Namespace) -> int:
         except ServeError as error:
             print(f"accord: {error}", file=sys.stderr)
             return 2
-        if not args.no_projections:
-            views.start()
+        worker: ProjectionWorker | None = None
+        if args.no_projections:
+            pass
+        elif config.kind == "postgres" and not args.projections_in_process:
+            worker = ProjectionWorker(config)  # a core of its own (see the module)
+            worker.start()
+        else:
+            views.start()  # SQLite: one file, one process writing the views
         streams = StreamSlots(options.stream_limit)
         try:
             running = start_server(
@@ -220,6 +239,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
         except ListenError as error:
             views.stop()
+            if worker is not None:
+                worker.stop()
             print(f"accord: {error}", file=sys.stderr)
             return 2
         security = (
@@ -253,6 +274,8 @@ def _serve(args: argparse.Namespace) -> int:
             pass
         running.stop(ServerOptions().grace_seconds)
         views.stop()
+        if worker is not None:
+            worker.stop()
         if exporter is not None:
             exporter.stop()
     print("Accord stopped", flush=True)
@@ -300,6 +323,8 @@ def _project(args: argparse.Namespace) -> int:
             print(f"accord: {error}", file=sys.stderr)
             return 2
         stop = _stop_on_signals()
+        if args.parent_pid is not None:
+            _stop_with_parent(args.parent_pid, stop)
         print(f"accord project: following {config.safe_url}", file=sys.stderr, flush=True)
         if exporter is not None:
             print(f"accord project: metrics on {exporter.url}", file=sys.stderr, flush=True)
@@ -536,7 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-projections",
         action="store_true",
-        help="do not run the read models in this process (run `accord project` instead)",
+        help="do not keep the read models current at all (run `accord project` instead)",
+    )
+    serve.add_argument(
+        "--projections-in-process",
+        action="store_true",
+        help="on PostgreSQL, follow the read models in a thread of this process rather than "
+        "in the child `accord project` worker it starts by default",
     )
     _metrics_arguments(serve)
     serve.set_defaults(handler=_serve)
@@ -567,6 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
         "project", help="keep the read models current (one active worker per read model)"
     )
     project.add_argument("--once", action="store_true", help="catch up, then exit")
+    project.add_argument(
+        "--parent-pid",
+        type=int,
+        help=argparse.SUPPRESS,  # set by `accord serve` for its own worker: stop when it is gone
+    )
     project.add_argument("--batch-size", type=int, default=500)
     _metrics_arguments(project)
     project.set_defaults(handler=_project)
