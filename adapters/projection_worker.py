@@ -5,7 +5,8 @@ interpreter lock: under write load it took about a third of the server's time.
 As a child process it has a core of its own, and the server keeps only the
 reads of the views. The child is an ordinary `accord project` worker (advisory
 locks, exactly-once batches), started with the server, restarted if it dies,
-stopped with the server, and it stops by itself if the server is killed.
+stopped with the server, and it stops by itself if the server is killed. A
+worker that exits cleanly (it was sent SIGTERM or SIGINT) is not restarted.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class ProjectionWorker:
                 return
             code = process.wait()
             if self._stopping.is_set():
+                return
+            if code == 0:
+                # A clean exit follows a stop signal (Ctrl-C reaches the whole process
+                # group, the server included): it was asked to stop, not restarted.
+                logger.info("projection_worker_stopped", pid=process.pid)
                 return
             logger.warning("projection_worker_exited", pid=process.pid, returncode=code)
             if self._stopping.wait(RESTART_SECONDS):

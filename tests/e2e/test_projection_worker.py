@@ -95,6 +95,21 @@ def test_the_worker_follows_is_restarted_and_stops_with_the_server(on_postgres: 
     until(lambda: not alive(restarted))
 
 
+def test_a_worker_stopped_on_purpose_is_not_restarted(on_postgres: Served) -> None:
+    """SIGTERM (or a Ctrl-C reaching the process group): a clean exit, left stopped."""
+    server = on_postgres.process.pid
+    until(lambda: len(children(server)) == 1)
+    [worker] = children(server)
+    reads_follow(on_postgres)  # up and following: its signal handlers are in place
+
+    os.kill(worker, signal.SIGTERM)
+    until(lambda: not alive(worker))
+    time.sleep(2)  # twice the restart delay
+
+    assert children(server) == []
+    assert on_postgres.process.poll() is None  # the server carries on
+
+
 def test_the_worker_stops_by_itself_when_the_server_is_killed(on_postgres: Served) -> None:
     server = on_postgres.process.pid
     until(lambda: len(children(server)) == 1)
