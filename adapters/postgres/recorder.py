@@ -204,8 +204,8 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         database fault; the first error is the one raised, so a conflict stays
         a conflict.
         """
-        events = [event for save in saves for event in save.events]
-        if events and not any(save.claims or save.guards or save.destroy_keys for save in saves):
+        events = [event for save in saves for event in save.events]  # never empty: see above
+        if not any(save.claims or save.guards or save.destroy_keys for save in saves):
             return _split(self._append(saves, events), saves)
         pipelined = sum(save.size for save in saves) <= PIPELINE_BYTES
         failure: Exception | None = None
@@ -218,14 +218,12 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                     conn.cursor() as curs,
                 ):
                     try:
-                        if events:
-                            super()._insert_stored_events(curs, events)
+                        super()._insert_stored_events(curs, events)
                         with conn.cursor() as extra:
                             self._write_journals(extra, saves)
                         if pipeline is not None:
                             pipeline.sync()
-                        if events:
-                            ids = self._fetch_ids_after_insert_events(curs, events)
+                        ids = self._fetch_ids_after_insert_events(curs, events)
                     except psycopg.Error as error:
                         failure = error
                         raise
@@ -281,28 +279,15 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 prepare=False,
             )
         for save in saves:
-            self._write_journal(curs, None, save.claims, save.destroy_keys, save.guards)
+            self._write_journal(curs, save.claims, save.destroy_keys, save.guards)
 
     def _write_journal(
         self,
         curs: Cursor[DictRow],
-        request: RequestRecord | None,
         claims: Sequence[Claim],
         destroy_keys: Sequence[UUID],
         guards: Sequence[VersionGuard],
     ) -> None:
-        if request is not None:
-            curs.execute(
-                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s)").format(self.requests_table),
-                (
-                    request.request_id,
-                    request.fingerprint,
-                    request.aggregate_id,
-                    request.version,
-                    request.entity_id,
-                ),
-                prepare=False,
-            )
         for claim in claims:
             curs.execute(
                 SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self.claims_table),
