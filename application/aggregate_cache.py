@@ -40,8 +40,12 @@ class AggregateCache:
             return self._items.pop(aggregate_id, None)
 
     def give_back(self, aggregate: Aggregate) -> None:
-        """Keep ``aggregate`` (its changes are saved) for the next command on it."""
-        if self.max_size == 0:
+        """Keep ``aggregate`` (its changes are saved) for the next command on it.
+
+        An erased customer is never kept: no plaintext is left behind in memory.
+        """
+        if self.max_size == 0 or getattr(aggregate, "erased", False):
+            self.discard(aggregate.id)
             return
         with self._lock:
             held = self._items.get(aggregate.id)

@@ -303,7 +303,7 @@ class CommandExecutor:
         A cached copy is taken out (no command can change it meanwhile),
         brought up to date with one read of anything recorded since, and given
         back afterwards, so a read costs one round trip instead of a load and
-        leaves the next command a current copy. An erased customer is not kept.
+        leaves the next command a current copy.
         """
         cached = self.cache.take(aggregate_id)
         if cached is None:
@@ -316,8 +316,7 @@ class CommandExecutor:
         try:
             yield aggregate
         finally:
-            if not getattr(aggregate, "erased", False):
-                self.cache.give_back(aggregate)
+            self.cache.give_back(aggregate)
 
     def load(self, kind: type[A], aggregate_id: UUID) -> A:
         try:
@@ -403,10 +402,8 @@ class CommandExecutor:
         for customer_id in effects.destroy_keys:
             self.log.forget_data_key(customer_id)
             self.cache.discard(customer_id)
-        if not effects.destroy_keys:
-            # Given back last: from here on another command may take it and change it.
-            # An erased customer is not kept, so no plaintext stays behind in memory.
-            self.cache.give_back(aggregate)
+        # Given back last: from here on another command may take it and change it.
+        self.cache.give_back(aggregate)
         logger.info(
             "command_recorded",
             command=type(command).__name__,
