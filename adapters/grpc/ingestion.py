@@ -9,7 +9,6 @@ bulk use case, which records them in one transaction.
 from __future__ import annotations
 
 import structlog
-from google.protobuf.message import Message
 
 from adapters.grpc.errors import RpcError, error_details_pb2, failure_for, invalid_field
 from adapters.grpc.generated.accord.v1 import customer_pb2
@@ -76,11 +75,13 @@ def item_error(error: BaseException | None) -> customer_pb2.IngestError:
     reason = ""
     violations: list[customer_pb2.IngestFieldViolation] = []
     for detail in failure.details:
-        info = error_details_pb2.ErrorInfo()
-        bad_request = error_details_pb2.BadRequest()
-        if _unpack(detail, info):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
             reason = info.reason
-        elif _unpack(detail, bad_request):
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
             violations.extend(
                 customer_pb2.IngestFieldViolation(field=v.field, description=v.description)
                 for v in bad_request.field_violations
@@ -91,8 +92,3 @@ def item_error(error: BaseException | None) -> customer_pb2.IngestError:
         reason=reason,
         field_violations=violations,
     )
-
-
-def _unpack(detail: object, into: Message) -> bool:
-    unpack = getattr(detail, "Unpack", None)
-    return bool(unpack is not None and unpack(into))
