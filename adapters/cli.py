@@ -221,13 +221,12 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"accord: {error}", file=sys.stderr)
             return 2
         worker: ProjectionWorker | None = None
-        if args.no_projections:
-            pass
-        elif config.kind == "postgres" and not args.projections_in_process:
+        in_child = config.kind == "postgres" and not args.projections_in_process
+        if not args.no_projections and in_child:
             worker = ProjectionWorker(config)  # a core of its own (see the module)
             worker.start()
-        else:
-            views.start()  # SQLite: one file, one process writing the views
+        elif not args.no_projections:
+            views.start()  # a thread; on SQLite always: one file, one process writing views
         streams = StreamSlots(options.stream_limit)
         try:
             running = start_server(
