@@ -27,6 +27,33 @@ def _command(store: StoreConfig, key: MasterKey, *args: str) -> list[str]:
     return [sys.executable, "-m", "adapters.cli", "--database-url", store.url, *args]
 
 
+def _rebuild(
+    store: StoreConfig, key: MasterKey, cwd: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``accord rebuild ARGS`` to completion."""
+    return subprocess.run(
+        _command(store, key, "rebuild", *args),
+        cwd=cwd,
+        env=_env(key),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _started(store: StoreConfig, key: MasterKey, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """``accord rebuild ARGS`` started, to be interrupted."""
+    return subprocess.Popen(
+        _command(store, key, "rebuild", *args),
+        cwd=cwd,
+        env=_env(key),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _env(key: MasterKey) -> dict[str, str]:
     return {
         "PATH": "/usr/bin:/bin",
@@ -45,14 +72,7 @@ def test_an_interrupted_rebuild_resumes_and_ends_equal_to_an_uninterrupted_one(
     views.runner.catch_up()
     serving, _ = views.views.state(NAME) or (0, 0)
 
-    process = subprocess.Popen(
-        _command(store, master_key, "rebuild", NAME, "--batch-size", "5"),
-        cwd=tmp_path,
-        env=_env(master_key),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _started(store, master_key, tmp_path, NAME, "--batch-size", "5")
     deadline = time.monotonic() + 60
     while (views.views.position(NAME, serving + 1) or 0) < 100:
         assert process.poll() is None, "the rebuild ended before it could be interrupted"
@@ -67,15 +87,7 @@ def test_an_interrupted_rebuild_resumes_and_ends_equal_to_an_uninterrupted_one(
     assert 0 < paused_at < head
     assert views.views.state(NAME) == (serving, 1), "the serving copy stays in place"
 
-    resumed = subprocess.run(
-        _command(store, master_key, "rebuild", NAME, "--batch-size", "500"),
-        cwd=tmp_path,
-        env=_env(master_key),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    resumed = _rebuild(store, master_key, tmp_path, NAME, "--batch-size", "500")
     assert resumed.returncode == 0, resumed.stderr
     generation = json.loads(resumed.stdout)["generation"]
     assert generation == serving + 1
@@ -104,15 +116,7 @@ def test_rebuilding_every_read_model_in_one_command_ends_where_following_the_log
     views.runner.catch_up()
     followed = _dumps(views)
 
-    done = subprocess.run(
-        _command(store, master_key, "rebuild", "--all", "--batch-size", "50"),
-        cwd=tmp_path,
-        env=_env(master_key),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _rebuild(store, master_key, tmp_path, "--all", "--batch-size", "50")
 
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
@@ -131,14 +135,7 @@ def test_an_interrupted_rebuild_of_every_read_model_resumes_to_the_same_views(
         followed = _dumps(views)
         serving = {name: views.views.state(name) for name in followed}
 
-        process = subprocess.Popen(
-            _command(postgres, master_key, "rebuild", "--all", "--batch-size", "5"),
-            cwd=tmp_path,
-            env=_env(master_key),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = _started(postgres, master_key, tmp_path, "--all", "--batch-size", "5")
         deadline = time.monotonic() + 60
         while (views.views.position(NAME, 2) or 0) < 100:
             assert process.poll() is None, "the rebuild ended before it could be interrupted"
@@ -150,15 +147,7 @@ def test_an_interrupted_rebuild_of_every_read_model_resumes_to_the_same_views(
         assert "resume" in err
         assert views.views.state(NAME) == serving[NAME], "the serving copy stays in place"
 
-        resumed = subprocess.run(
-            _command(postgres, master_key, "rebuild", "--all", "--batch-size", "500"),
-            cwd=tmp_path,
-            env=_env(master_key),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        resumed = _rebuild(postgres, master_key, tmp_path, "--all", "--batch-size", "500")
         assert resumed.returncode == 0, resumed.stderr
         assert json.loads(resumed.stdout.splitlines()[0])["generation"] == 2  # resumed, not anew
         assert _dumps(views) == followed

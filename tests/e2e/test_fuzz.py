@@ -573,11 +573,7 @@ class Fuzz:
 
     def _judge_items(self, outcome: Outcome, before: int, after: int, what: str) -> None:
         """A bulk batch: each item recorded once (between the heads) or refused as a unary call."""
-        results = [
-            result
-            for payload in outcome.responses
-            for result in customer_pb2.IngestInteractionsResponse.FromString(payload).results
-        ]
+        results = _item_results(outcome)
         fresh = [
             r.recorded.position
             for r in results
@@ -938,12 +934,17 @@ def test_hand_made_hostile_requests(fuzz: Fuzz, rpc: Rpc) -> None:
             assert outcome.seconds < SLOW, what
 
 
-def _assert_items_refused(outcome: Outcome, field: str, what: object) -> None:
-    results = [
+def _item_results(outcome: Outcome) -> list[Any]:
+    """Every item's result across the responses of an IngestInteractions call."""
+    return [
         result
         for payload in outcome.responses
         for result in customer_pb2.IngestInteractionsResponse.FromString(payload).results
     ]
+
+
+def _assert_items_refused(outcome: Outcome, field: str, what: object) -> None:
+    results = _item_results(outcome)
     assert results, what
     result = results[-1]  # the broken field arrives as an item of its own, after the valid one
     assert result.WhichOneof("outcome") == "error", what
