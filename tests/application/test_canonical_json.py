@@ -63,8 +63,10 @@ def test_keys_sort_by_code_point_across_planes() -> None:
 
 
 def test_non_string_keys_are_written_as_the_standard_library_writes_them() -> None:
-    assert canonical_json({2: "two", 1: "one"}) == stdlib({2: "two", 1: "one"}) == (
-        b'{"1":"one","2":"two"}'
+    assert (
+        canonical_json({2: "two", 1: "one"})
+        == stdlib({2: "two", 1: "one"})
+        == (b'{"1":"one","2":"two"}')
     )
 
 
