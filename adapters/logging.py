@@ -7,12 +7,14 @@ so a careless ``log.info(..., email=...)`` cannot leak into log storage.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 PERSONAL_KEYS = frozenset({"display_name", "name", "email", "phone", "summary", "notes"})
@@ -36,6 +38,20 @@ class _StderrLogger:
     log = debug = info = warn = warning = error = critical = exception = msg
 
 
+def _json_line(event_dict: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+    """The JSON renderer's serializer: orjson, a tenth of the standard library's cost.
+
+    Every RPC writes at least one line, so this is on every call's path.
+    ``default`` is structlog's fallback (the value's ``repr``) for what JSON
+    cannot hold; whatever orjson still refuses (non-string keys, integers
+    beyond 64 bits) goes through the standard library instead.
+    """
+    try:
+        return orjson.dumps(event_dict, default=default).decode()
+    except TypeError:
+        return json.dumps(event_dict, default=default)
+
+
 def _stderr_logger(*_: Any) -> _StderrLogger:
     return _StderrLogger()
 
@@ -46,7 +62,7 @@ def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
     )
     level_name = (level or os.environ.get("ACCORD_LOG_LEVEL") or "INFO").upper()
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_line)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

@@ -64,3 +64,22 @@ def test_a_full_customer_story_logs_json_lines_without_personal_data(
     everything = "\n".join(lines)
     for secret in (NAME, CONTACT, EMAIL, PHONE, SUMMARY, "qian.wei"):
         assert secret not in everything
+
+
+def test_a_json_line_carries_values_json_cannot_hold_as_text(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    structlog.get_logger().info(
+        "probe", thing=Opaque(), by_number={1: "one"}, huge=2**70, city="杭州"
+    )
+
+    (line,) = [line for line in json_logs.readouterr().err.splitlines() if line.strip()]
+    record = json.loads(line)
+    assert record["thing"] == "<opaque>"
+    assert record["by_number"] == {"1": "one"}
+    assert record["huge"] == 2**70
+    assert record["city"] == "杭州"
