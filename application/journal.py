@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from application.mapper import canonical_json
+from application.canonical import canonical_json, may_hold_floats
 
 
 @dataclass(frozen=True)
@@ -71,4 +71,7 @@ class RequestJournal(Protocol):
 def fingerprint(command: BaseModel, actor: str) -> str:
     """What makes two requests "the same": the payload and who sent it."""
     payload = command.model_dump(mode="json", exclude={"request_id"})
-    return hashlib.sha256(canonical_json({"actor": actor, "command": payload})).hexdigest()
+    encoded = canonical_json(
+        {"actor": actor, "command": payload}, floats=may_hold_floats(type(command))
+    )
+    return hashlib.sha256(encoded).hexdigest()

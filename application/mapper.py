@@ -13,9 +13,9 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 
+from application.canonical import canonical_json, may_hold_floats
 from application.personal_data import PersonalDataVault, is_sealed, sealed_reference
 from domain.events import DomainEvent
 from domain.personal import ERASED, personal_fields
@@ -32,42 +32,6 @@ def _personal_fields(event_class: type[DomainEvent]) -> frozenset[str]:
 
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the bytes every stored body and request print hash.
-
-    orjson writes exactly the standard library's bytes for these settings
-    except where it cannot or spells a value otherwise: it refuses integers
-    beyond 64 bits, non-string keys and very deep nesting, and writes a float
-    under 1e-4 positionally or with an unpadded exponent (``0.00001``,
-    ``1e-7``, where the standard library writes ``1e-05``, ``1e-07``). Those
-    cases, and any output that could hold such a float, take the standard
-    library, so the bytes never depend on which encoder ran; encoding is a
-    large share of a command's time, and orjson is several times faster.
-    NaN and infinities, which are not JSON and no Accord field holds, are
-    the one difference: written as ``null``.
-    """
-    try:
-        encoded = orjson.dumps(value, option=_EXACT)
-    except TypeError:  # orjson.JSONEncodeError is one
-        return _stdlib_json(value)
-    if b"e-" in encoded or b"0.0000" in encoded:
-        return _stdlib_json(value)
-    return encoded
-
-
-_EXACT = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
-"""Types the standard library would refuse or encode its own way go to it (no ``default``)."""
-
-
-def _stdlib_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
 class _UnusedTranscoder(Transcoder):
@@ -145,7 +109,7 @@ class EventMapper(Mapper[UUID]):
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=domain_event.topic,
-            state=canonical_json(body),
+            state=canonical_json(body, floats=may_hold_floats(type(domain_event))),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
