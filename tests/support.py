@@ -8,12 +8,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
 
 from adapters.store import StoreConfig, store_config
+from application.coalescing import Coalescer
 from application.personal_data import WrappedKey
 
 POSTGRES_URL = os.environ.get(
@@ -97,3 +99,24 @@ class InMemoryKeyStore:
     def replace_data_keys(self, keys: list[tuple[UUID, WrappedKey]], previous_id: str) -> int:
         self.keys.update(keys)
         return len(keys)
+
+
+def gated(group: Coalescer[Any, Any], queued: int) -> threading.Event:
+    """Hold the first batch (handled alone) until ``queued`` other items wait behind it."""
+    release = threading.Event()
+    write_one = group._write_one
+
+    def slow_first(item: Any) -> Any:
+        if not release.is_set():
+            release.wait(timeout=10)
+        return write_one(item)
+
+    group._write_one = slow_first
+
+    def watch() -> None:
+        while len(group._queue) < queued:
+            threading.Event().wait(0.001)
+        release.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return release

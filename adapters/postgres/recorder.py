@@ -16,8 +16,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from adapters.group_commit import GroupCommit
 from adapters.postgres.availability import Availability
+from application.coalescing import Coalescer
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
 from application.personal_data import WrappedKey
 
@@ -86,8 +86,10 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
     ) -> None:
         Availability.install(datastore)  # PostgreSQL down: fail fast; back: recover
         super().__init__(datastore, events_table_name=events_table_name)
-        self.group_commit: GroupCommit[Save, Sequence[int]] = GroupCommit(
-            self._write_saves, self._write_alone
+        # Group commit: concurrent saves share one transaction, each acknowledged
+        # only after it commits (see application.coalescing).
+        self.group_commit: Coalescer[Save, Sequence[int]] = Coalescer(
+            self._write_saves, self._write_alone, name="group_commit"
         )
         schema = Identifier(datastore.schema)
         self.requests_table = SQL("{}.{}").format(schema, Identifier("accord_requests"))

@@ -6,12 +6,10 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import RecordConflictError, StoredEvent
 
-from adapters.group_commit import GroupCommit
 from adapters.postgres.recorder import AccordPostgresRecorder, Save
 from adapters.store import StoreConfig
 from adapters.wiring import build_accord
@@ -19,90 +17,9 @@ from application.journal import RequestRecord
 from application.personal_data import MasterKey
 from application.settings import Settings
 from tests.builders import CTX, new_customer, purchase
+from tests.support import gated
 
 WRITERS = 8
-
-
-def _gated(group: GroupCommit[Any, Any], queued: int) -> threading.Event:
-    """Hold the first writer's transaction until ``queued`` others wait behind it."""
-    release = threading.Event()
-    write_one = group._write_one
-
-    def slow_first(item: Any) -> Any:
-        if not release.is_set():
-            release.wait(timeout=10)
-        return write_one(item)
-
-    group._write_one = slow_first
-
-    def watch() -> None:
-        while len(group._queue) < queued:
-            threading.Event().wait(0.001)
-        release.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    return release
-
-
-def test_writers_arriving_during_a_transaction_share_the_next_one() -> None:
-    batches: list[list[int]] = []
-
-    def write_batch(items: Sequence[int]) -> list[int]:
-        batches.append(list(items))
-        return [item * 10 for item in items]
-
-    group: GroupCommit[int, int] = GroupCommit(write_batch, lambda item: item * 10)
-    _gated(group, WRITERS - 1)
-    with ThreadPoolExecutor(WRITERS) as pool:
-        first = pool.submit(group.submit, 0)
-        while not group._leading:
-            threading.Event().wait(0.001)
-        results = list(pool.map(group.submit, range(1, WRITERS)))
-
-    assert first.result() == 0
-    assert results == [item * 10 for item in range(1, WRITERS)]
-    assert batches == [list(range(1, WRITERS))]  # one shared transaction for the 7 that waited
-    assert (group.batches, group.items) == (2, WRITERS)
-
-
-def test_a_failing_item_fails_alone_when_the_shared_transaction_fails() -> None:
-    def write_batch(items: Sequence[int]) -> list[int]:
-        if 3 in items:
-            raise ValueError("one bad item spoils the shared transaction")
-        return list(items)
-
-    def write_one(item: int) -> int:
-        if item == 3:
-            raise ValueError("item 3 is refused")
-        return item
-
-    group: GroupCommit[int, int] = GroupCommit(write_batch, write_one)
-    _gated(group, WRITERS - 1)
-
-    def submit(item: int) -> int | str:
-        try:
-            return group.submit(item)
-        except ValueError as error:
-            return str(error)
-
-    with ThreadPoolExecutor(WRITERS) as pool:
-        first = pool.submit(submit, 0)
-        while not group._leading:
-            threading.Event().wait(0.001)
-        results = list(pool.map(submit, range(1, WRITERS)))
-
-    assert first.result() == 0
-    assert results == [1, 2, "item 3 is refused", 4, 5, 6, 7]
-
-
-def test_a_lone_writer_is_written_at_once_and_the_lead_is_released() -> None:
-    group: GroupCommit[int, int] = GroupCommit(lambda items: list(items), lambda item: item + 1)
-    assert [group.submit(i) for i in range(3)] == [1, 2, 3]
-    assert not group._leading
-    assert (group.batches, group.items) == (3, 3)
-
-
-# ------------------------------------------------------------ on PostgreSQL
 
 
 def _event(originator_id: UUID, version: int) -> StoredEvent:
@@ -126,7 +43,7 @@ def test_a_conflicting_save_fails_alone_and_the_others_commit_gap_free(
         start = recorder.max_notification_id() or 0
         group = recorder.group_commit
         before = (group.batches, group.items)
-        _gated(group, WRITERS - 1)
+        gated(group, WRITERS - 1)
         saves = [_save(uuid4(), 1, f"r-{i}") for i in range(WRITERS)]
         saves[4] = _save(taken, 1, "r-4")  # conflicts: version 1 of `taken` exists
 

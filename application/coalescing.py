@@ -1,18 +1,22 @@
-"""Group commit: concurrent saves share one transaction, each acknowledged after it commits.
+"""Coalescing: concurrent calls handled in shared batches, each answered with its own outcome.
 
-A PostgreSQL commit costs a round trip, a WAL flush and, for the event log, a
-turn at the table lock that keeps notification ids in commit order. Paid once
-per command, that caps throughput well below what the database can write.
-Here concurrent writers queue their saves; one of them, the leader, writes
-everything queued in one transaction while the others wait, and then hands the
-lead to the next writer still waiting. Nobody is acknowledged before the
-transaction holding their save has committed.
+Some work costs far less per item done in batches than one at a time: a
+PostgreSQL commit (a round trip, a WAL flush, a turn at the table lock that
+keeps notification ids in commit order), or a whole command (the bulk path
+decides and saves many commands with one journal query and one transaction).
+Here concurrent callers queue their items; one of them, the leader, handles
+everything queued as one batch while the others wait, then hands the lead to
+the next caller still waiting. Nobody is answered before the batch holding
+their item is done (for the event log: committed).
 
-When a shared transaction fails (one save conflicts, or its input is refused),
-every save in it is written again on its own, so each gets its own outcome:
-one writer's conflict never fails another's save. There is no extra thread,
-no timer and no waiting for a batch to fill: a writer alone is written at once,
-and batches grow only while a transaction is already in flight.
+When a batch fails as a whole (one save conflicts, or its input is refused),
+every item in it is handled again on its own, so each gets its own outcome:
+one caller's failure never fails another's item. There is no extra thread, no
+timer and no waiting for a batch to fill: a caller alone is handled at once,
+on the one-item path, and batches grow only while one is already in progress.
+
+Used for group commit (the PostgreSQL recorder's saves) and for coalescing
+concurrent ``RecordInteraction`` commands into the bulk path.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ class _Pending(Generic[T, R]):
         self.wake.set()
 
 
-class GroupCommit(Generic[T, R]):
-    """Writes concurrent items in shared batches (leader/follower).
+class Coalescer(Generic[T, R]):
+    """Handles concurrent items in shared batches (leader/follower).
 
-    ``write_batch`` writes several items atomically and returns one result per
-    item, or raises; ``write_one`` writes one item on its own. Both are called
-    by whichever writer thread leads, never by two threads at once.
+    ``write_batch`` handles several items together (for a store, atomically)
+    and returns one result per item, or raises; ``write_one`` handles one item
+    on its own. Both are called by whichever caller's thread leads, never by
+    two threads at once.
     """
 
     def __init__(
@@ -60,9 +65,12 @@ class GroupCommit(Generic[T, R]):
         write_one: Callable[[T], R],
         *,
         max_batch: int = 500,
+        name: str = "batch",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        self.name = name
+        """What the log calls this coalescer's batches."""
         self._write_batch = write_batch
         self._write_one = write_one
         self.max_batch = max_batch
@@ -70,11 +78,11 @@ class GroupCommit(Generic[T, R]):
         self._queue: list[_Pending[T, R]] = []
         self._leading = False
         self.batches = 0
-        """Transactions written (shared or alone): with ``items``, how much sharing happened."""
+        """Batches handled (shared or alone): with ``items``, how much sharing happened."""
         self.items = 0
 
     def submit(self, item: T) -> R:
-        """Write ``item`` (perhaps with others); its result once its transaction committed."""
+        """Handle ``item`` (perhaps with others); its result once its batch is done."""
         pending: _Pending[T, R] = _Pending(item)
         with self._lock:
             self._queue.append(pending)
@@ -109,7 +117,9 @@ class GroupCommit(Generic[T, R]):
                 results = self._write_batch([p.item for p in batch])
             except Exception as error:
                 # Written again one by one below, so each gets its own outcome.
-                logger.info("group_commit_split", items=len(batch), error=type(error).__name__)
+                logger.info(
+                    "batch_split", batches=self.name, items=len(batch), error=type(error).__name__
+                )
             except BaseException as error:  # interrupted: nobody may wait for ever
                 for pending in batch:
                     pending.finish(None, error)
