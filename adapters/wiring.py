@@ -32,6 +32,8 @@ def settings_from_env() -> Settings:
         values["base_currency"] = os.environ["ACCORD_BASE_CURRENCY"]
     if "ACCORD_AGGREGATE_CACHE" in os.environ:
         values["aggregate_cache_size"] = int(os.environ["ACCORD_AGGREGATE_CACHE"])
+    if "ACCORD_COMMAND_BATCH" in os.environ:
+        values["command_batch"] = int(os.environ["ACCORD_COMMAND_BATCH"])
     return Settings.model_validate(values)
 
 

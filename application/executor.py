@@ -66,11 +66,16 @@ Act = Callable[[A, EventMeta], "UUID | Effects | None"]
 
 @dataclass(frozen=True)
 class BatchItem(Generic[A]):
-    """One command of a batch: what it changes and how (``act`` returns an entity id or None)."""
+    """One command of a batch: what it changes and how (``act`` returns an entity id or None).
+
+    ``ctx`` is who sent it, when a batch gathers commands from several callers
+    (the batch's own context otherwise).
+    """
 
     command: AggregateCommand
     aggregate_id: UUID
     act: Act[A]
+    ctx: CallContext | None = None
 
 
 class CommandExecutor:
@@ -439,9 +444,12 @@ class _Batch(Generic[A]):
     ) -> None:
         self.executor = executor
         self.items = items
-        self.ctx = ctx
         self.kind = kind
-        self.keys = [executor._keys(item.command, ctx) for item in items]
+        self.contexts = [item.ctx or ctx for item in items]
+        self.keys = [
+            executor._keys(item.command, item_ctx)
+            for item, item_ctx in zip(items, self.contexts, strict=True)
+        ]
         self.results: list[CommandResult | Exception | None] = [None] * len(items)
         self.observed: set[int] = set()
 
@@ -516,7 +524,9 @@ class _Batch(Generic[A]):
                 request_id, print_ = self.keys[i]
                 item = self.items[i]
                 try:
-                    outcome = executor._act(item.command, aggregate, request_id, self.ctx, item.act)
+                    outcome = executor._act(
+                        item.command, aggregate, request_id, self.contexts[i], item.act
+                    )
                 except (DomainError, VersionMismatchError) as error:
                     self.results[i] = error
                     refused = True
@@ -592,7 +602,7 @@ class _Batch(Generic[A]):
             try:
                 self.results[i] = executor.update(
                     item.command,
-                    self.ctx,
+                    self.contexts[i],
                     kind=self.kind,
                     aggregate_id=item.aggregate_id,
                     act=item.act,

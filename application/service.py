@@ -51,7 +51,11 @@ class Accord:
             observer=observer,
             cache_size=self.settings.aggregate_cache_size,
         )
-        self.customers = CustomerUseCases(self.executor, base_currency=self.settings.base_currency)
+        self.customers = CustomerUseCases(
+            self.executor,
+            base_currency=self.settings.base_currency,
+            command_batch=self.settings.command_batch,
+        )
         self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.queries = AggregateQueries(self.log, self.executor)
         self.compliance = ComplianceQueries(self.log, self.queries)

@@ -26,3 +26,11 @@ class Settings(BaseModel):
     and decoded). Safe with other writers: a stale copy makes the save
     conflict and the command is decided again from the store.
     """
+    command_batch: int = Field(default=64, ge=1, le=1000)
+    """How many concurrent ``RecordInteraction`` commands one batch may gather (1: none).
+
+    While a batch is decided and saved, calls that arrive queue; the next
+    batch records them together through the bulk path (one journal query,
+    one transaction), each with the outcome it would have had alone. A call
+    alone is never delayed: it takes the one-command path at once.
+    """

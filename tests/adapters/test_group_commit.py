@@ -76,7 +76,8 @@ def test_a_conflicting_save_fails_alone_and_the_others_commit_gap_free(
 
 
 def test_concurrent_commands_share_transactions(postgres: StoreConfig) -> None:
-    with build_accord(postgres, Settings(), None, MasterKey.generate()) as app:
+    # Commands one by one (not gathered into bulk batches first), each its own save.
+    with build_accord(postgres, Settings(command_batch=1), None, MasterKey.generate()) as app:
         recorder = app.log.recorder
         assert isinstance(recorder, AccordPostgresRecorder)
         customers = [new_customer(app) for _ in range(WRITERS)]
