@@ -6,6 +6,7 @@ add`); a client carries one token on every call, as a real caller would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -122,6 +123,10 @@ class Served:
 
     def log_lines(self) -> list[str]:
         return self.stderr_path.read_text(encoding="utf-8").splitlines()
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """The server's JSON log lines, parsed (banners and other plain lines left out)."""
+        return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
 
 
 def write_tokens(path: Path, roles: Sequence[str] = ROLES) -> dict[str, str]:

@@ -23,6 +23,7 @@ access line of every call made is waited for, so a late line cannot be missed.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -529,8 +530,9 @@ def _refused_then_admitted(
     lines = caller.logged()
     for correlation_id, code in logged_as.items():  # every refusal is in the access log
         [line] = [line for line in lines if correlation_id in line]
-        assert f'"code": "{code.name}"' in line, line
-        assert f'"method": "{rpc.path}"' in line, line
+        record = json.loads(line)
+        assert record["code"] == code.name, line
+        assert record["method"] == rpc.path, line
 
     admitted = sorted(rpc.admitted, key=lambda role: role == "admin")  # admin last
     first, *others = admitted

@@ -303,8 +303,8 @@ def test_the_correlation_id_is_returned_and_logged_with_the_call(served: Served)
         timeout=TIMEOUT,
     )
     assert dict(call.initial_metadata())["x-correlation-id"] == correlation_id
-    lines = [line for line in served.log_lines() if correlation_id in line]
-    assert any('"event": "rpc"' in line and "RegisterPartner" in line for line in lines)
+    records = [r for r in served.log_records() if r.get("correlation_id") == correlation_id]
+    assert any(r["event"] == "rpc" and "RegisterPartner" in r["method"] for r in records)
 
     _, plain = client.partners.RegisterPartner.with_call(
         partner_pb2.RegisterPartnerRequest(

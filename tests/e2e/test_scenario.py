@@ -271,7 +271,7 @@ def test_a_relationship_from_first_contact_to_erasure(served: Served) -> None:
         "Order of CNC tooling",
     )
     lines = served.log_lines()
-    assert any('"event": "rpc"' in line for line in lines)
+    assert any(r["event"] == "rpc" for r in served.log_records())
     leaks = [line for line in lines for secret in personal if secret in line]
     assert not leaks
     assert not any(token in line for line in lines for token in served.tokens.values())
