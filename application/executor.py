@@ -583,6 +583,9 @@ class _Batch(Generic[A]):
                 executor.observer.recorded(self.items[i].command, 1)
         for aggregate in aggregates:
             executor.cache.give_back(aggregate)
+        if len({id(ctx) for ctx in self.contexts}) > 1:
+            self._log_each(decided, positions)
+            return True
         logger.info(
             "commands_recorded",
             command=type(self.items[0].command).__name__,
@@ -593,6 +596,29 @@ class _Batch(Generic[A]):
             last_position=max(positions.values()),
         )
         return True
+
+    def _log_each(
+        self,
+        decided: list[tuple[A, dict[int, RequestRecord]]],
+        positions: dict[tuple[UUID, int], int],
+    ) -> None:
+        """A batch gathered from several callers: each command's line, with its caller's id.
+
+        The log joins a caller's report to what it recorded by correlation id,
+        which one line for the whole batch could carry for one caller only.
+        """
+        for _, by_index in decided:
+            for i, record in by_index.items():
+                logger.info(
+                    "command_recorded",
+                    command=type(self.items[i].command).__name__,
+                    aggregate_type=self.kind.type_name,
+                    aggregate_id=str(record.aggregate_id),
+                    version=record.version,
+                    position=positions[(record.aggregate_id, record.version)],
+                    events=1,
+                    correlation_id=self.contexts[i].correlation_id,
+                )
 
     def _one_by_one(self, indexes: list[int]) -> None:
         executor = self.executor

@@ -7,6 +7,7 @@ actor and correlation id, and a call alone takes the one-command path.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+import structlog
 
+from adapters.logging import configure_logging
 from application import commands as c
 from application.coalescing import Coalescer
 from application.context import CallContext
@@ -206,3 +209,40 @@ def test_a_batch_size_of_one_turns_coalescing_off(
     assert app.customers.interaction_batches is None
     result = app.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
     assert result.version == 2
+
+
+def test_each_call_of_a_shared_batch_logs_its_own_line_with_its_correlation_id(
+    make_accord: AccordFactory, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_accord(clock=clock)
+    customers = [new_customer(app) for _ in range(2)]
+    callers = [CallContext(actor="svc", correlation_id=f"corr-{i}") for i in range(5)]
+    configure_logging("json", "INFO")
+    capsys.readouterr()
+    try:
+        results = _concurrently(
+            app,
+            [
+                (purchase(customers[i % 2], str(i + 1), clock.now()), ctx)
+                for i, ctx in enumerate(callers)
+            ],
+        )
+        records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    finally:
+        structlog.reset_defaults()
+
+    # The first call, alone, logged as every lone command does (in a server, the call's
+    # correlation id is bound to its thread); the four that shared a batch, each its own.
+    recorded = [r for r in records if r["event"] == "command_recorded"]
+    assert len(recorded) == 5
+    shared = [r["correlation_id"] for r in recorded if "correlation_id" in r]
+    assert sorted(shared) == [c.correlation_id for c in callers[1:]]
+    for result, ctx in zip(results[1:], callers[1:], strict=True):
+        assert isinstance(result, CommandResult)
+        [line] = [r for r in recorded if r.get("correlation_id") == ctx.correlation_id]
+        assert (line["aggregate_id"], line["version"], line["position"]) == (
+            str(result.aggregate_id),
+            result.version,
+            result.position,
+        )
+    assert not [r for r in records if r["event"] == "commands_recorded"]
