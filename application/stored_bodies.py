@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -58,10 +58,18 @@ class _Never:
 
 @dataclass(frozen=True)
 class _Field:
-    """How to vouch for one stored value: of type ``kind`` (the common case), or ``check``."""
+    """How to vouch for one stored value: of type ``kind`` (the common case), or ``check``.
+
+    ``expr``, when given, says the same as ``type(v) is kind or check(v)`` as a
+    Python expression over ``{v}`` (and ``{x}``, standing for ``extra``): a
+    plan compiles its fields' expressions into one function, which vouches for
+    a body in a fraction of the time a loop over the checks takes.
+    """
 
     kind: type
     check: Check
+    expr: str | None = None
+    extra: Any = None
 
 
 def _never(_: Any) -> bool:
@@ -78,25 +86,47 @@ def _decimal(value: Any) -> bool:
     return number.is_finite() and str(number) == value
 
 
-def _matching(pattern: re.Pattern[str]) -> Check:
+def _matching(pattern: re.Pattern[str]) -> _Field:
     match = pattern.fullmatch
-    return lambda value: type(value) is str and match(value) is not None
+    return _Field(
+        _Never,
+        lambda value: type(value) is str and match(value) is not None,
+        "type({v}) is str and {x}({v}) is not None",
+        match,
+    )
+
+
+_MOMENTS: dict[str, bool] = {}
+"""Moments vouched for lately: the events of one save share their recorded time."""
+MOMENTS_KEPT = 1024
 
 
 def _moment(value: Any) -> bool:
     """In pydantic's form, and a real moment (no 25 o'clock, no 31 February)."""
-    if type(value) is not str or _DATETIME.fullmatch(value) is None:
+    if type(value) is not str:
+        return False
+    if value in _MOMENTS:
+        return True
+    if _DATETIME.fullmatch(value) is None:
         return False
     try:
         datetime.fromisoformat(value)
     except ValueError:
         return False
+    if len(_MOMENTS) >= MOMENTS_KEPT:
+        _MOMENTS.clear()
+    _MOMENTS[value] = True
     return True
 
 
 def _optional(field: _Field) -> _Field:
     kind, check = field.kind, field.check
-    return _Field(kind, lambda value: value is None or type(value) is kind or check(value))
+    return _Field(
+        kind,
+        lambda value: value is None or type(value) is kind or check(value),
+        None if field.expr is None else f"{{v}} is None or ({field.expr})",
+        field.extra,
+    )
 
 
 def _union(annotation: Any) -> _Field | None:
@@ -126,7 +156,12 @@ def _enum(annotation: type[Enum]) -> _Field | None:
     values = frozenset(member.value for member in annotation)
     if not all(type(value) is str for value in values):
         return None
-    return _Field(_Never, lambda value: type(value) is str and value in values)
+    return _Field(
+        _Never,
+        lambda value: type(value) is str and value in values,
+        "type({v}) is str and {v} in {x}",
+        values,
+    )
 
 
 def _field(annotation: Any) -> _Field | None:
@@ -141,13 +176,14 @@ def _field(annotation: Any) -> _Field | None:
     if origin is tuple:
         return _tuple(annotation)
     if annotation in (str, int, bool):
-        return _Field(annotation, _never)  # the type is the form: bool is no int here
+        # The type is the form: bool is no int here.
+        return _Field(annotation, _never, "type({v}) is {x}", annotation)
     if annotation is UUID:
-        return _Field(_Never, _matching(_UUID))
+        return _matching(_UUID)
     if annotation is datetime:
-        return _Field(_Never, _moment)
+        return _Field(_Never, _moment, "{x}({v})", _moment)
     if annotation is Decimal:
-        return _Field(_Never, _decimal)
+        return _Field(_Never, _decimal, "{x}({v})", _decimal)
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return _enum(annotation)
     return None
@@ -202,6 +238,7 @@ def _constrained(field: _Field, metadata: list[Any], optional: bool) -> _Field |
             return type(value) is int and lowest <= value <= highest
 
         check = in_range
+        expr = f"type({{v}}) is int and {lowest} <= {{v}} <= {highest}"
     elif field.kind is str and (lengths := _length_range(metadata)) is not None:
         shortest, longest = lengths
         longest_ = longest if longest is not None else 2**63
@@ -210,11 +247,14 @@ def _constrained(field: _Field, metadata: list[Any], optional: bool) -> _Field |
             return type(value) is str and shortest <= len(value) <= longest_
 
         check = of_length
+        expr = f"type({{v}}) is str and {shortest} <= len({{v}}) <= {longest_}"
     else:
         return None
     if optional:
-        return _Field(_Never, lambda value: value is None or check(value))
-    return _Field(_Never, check)
+        return _Field(
+            _Never, lambda value: value is None or check(value), f"{{v}} is None or ({expr})"
+        )
+    return _Field(_Never, check, expr)
 
 
 def _sealed(value: Any) -> bool:
@@ -223,7 +263,7 @@ def _sealed(value: Any) -> bool:
 
 def _personal(optional: bool) -> _Field:
     """As stored: sealed, or a plain string (stored before sealing, empty, or ``[erased]``)."""
-    field = _Field(str, _sealed)
+    field = _Field(str, _sealed, "type({v}) is str or {x}({v})", _sealed)
     return _optional(field) if optional else field
 
 
@@ -251,6 +291,10 @@ class BodyPlan:
     checks: tuple[tuple[str, type, Check], ...]
     fields: tuple[str, ...]
     """The model's fields stored in the body, in the model's order."""
+    vouch: Callable[[dict[str, Any]], bool] = field(
+        default=lambda body: False, compare=False, repr=False
+    )
+    """``checks`` over a body with the plan's keys, compiled into one function."""
 
     def body(self, state: bytes) -> dict[str, Any] | None:
         """The stored body, parsed, if the model would dump it back unchanged (else None).
@@ -263,15 +307,38 @@ class BodyPlan:
             body = orjson.loads(state)
         except orjson.JSONDecodeError:
             return None
-        if type(body) is not dict or body.keys() != self.keys:
+        # As many keys as the plan's, and every one of the plan's there: the same keys.
+        if type(body) is not dict or len(body) != len(self.keys):
             return None
-        if body[SCHEMA_KEY] != self.schema_version:
-            return None
-        for name, kind, check in self.checks:
-            value = body[name]
-            if type(value) is not kind and not check(value):
+        try:
+            if body[SCHEMA_KEY] != self.schema_version:
                 return None
-        return body
+            return body if self.vouch(body) else None
+        except KeyError:  # ``vouch`` reads every field of the plan
+            return None
+
+
+def _compiled(fields: list[tuple[str, _Field]]) -> Callable[[dict[str, Any]], bool]:
+    """One function vouching for every field in turn, as the loop over their checks would.
+
+    A field without an expression is checked as the loop checks it
+    (``type(v) is kind or check(v)``), so the function says what the checks say.
+    """
+    namespace: dict[str, Any] = {}
+    lines = ["def vouch(body):"]
+    for index, (name, described) in enumerate(fields):
+        if described.expr is None:
+            expr = f"type(v) is k{index} or c{index}(v)"
+            namespace[f"k{index}"], namespace[f"c{index}"] = described.kind, described.check
+        else:
+            expr = described.expr.format(v="v", x=f"x{index}")
+            namespace[f"x{index}"] = described.extra
+        lines += [f"    v = body[{name!r}]", f"    if not ({expr}):", "        return False"]
+    lines.append("    return True")
+    # Source made here from field names and fixed expressions, nothing read from a body.
+    exec("\n".join(lines), namespace)  # noqa: S102
+    vouch: Callable[[dict[str, Any]], bool] = namespace["vouch"]
+    return vouch
 
 
 def canonical_originator(originator_id: Any) -> str | None:
@@ -291,25 +358,28 @@ def body_plan(topic: str) -> BodyPlan | None:
         return None
     personal = personal_fields(event_class)
     checks: list[tuple[str, type, Check]] = []
+    described: list[tuple[str, _Field]] = []
     for name, info in event_class.model_fields.items():
         if name in STORED_APART:
             continue
-        field: _Field | None
+        one: _Field | None
         if name in personal:
             if any(meta is not PERSONAL for meta in info.metadata):
                 return None
-            field = _personal(optional=NoneType in get_args(info.annotation))
+            one = _personal(optional=NoneType in get_args(info.annotation))
         else:
-            field = _field(info.annotation)
+            one = _field(info.annotation)
             optional = NoneType in get_args(info.annotation)
-            field = None if field is None else _constrained(field, info.metadata, optional)
-        if field is None:
+            one = None if one is None else _constrained(one, info.metadata, optional)
+        if one is None:
             return None
-        checks.append((name, field.kind, field.check))
+        checks.append((name, one.kind, one.check))
+        described.append((name, one))
     return BodyPlan(
         event_class=event_class,
         schema_version=event_class.schema_version,
         keys=frozenset(name for name, _, _ in checks) | {SCHEMA_KEY},
         checks=tuple(checks),
         fields=tuple(name for name, _, _ in checks),
+        vouch=_compiled(described),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from eventsourcing.persistence import Notification
@@ -34,6 +35,22 @@ class StoredProjection(Projection, Protocol):
     """
 
     def apply_stored(self, notification: Notification, docs: Docs) -> None: ...
+
+
+@runtime_checkable
+class BatchProjection(StoredProjection, Protocol):
+    """A ``StoredProjection`` that folds a whole batch in one call.
+
+    For a read model that does little per event (the audit trail), the calls
+    and look-ups a fold per event repeats (its head, its unit of work) are a
+    large part of the work. ``apply_stored_batch`` gets the batch's events of
+    its topics after its position, in log order, and must write what
+    ``apply_stored`` would for each in turn. It must never change a document
+    it got (only put new ones): a rebuild folds its next batch while the
+    last one's documents are still being written.
+    """
+
+    def apply_stored_batch(self, notifications: Sequence[Notification], docs: Docs) -> None: ...
 
 
 @runtime_checkable

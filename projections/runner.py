@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, closing, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -26,8 +27,23 @@ from application.event_log import EventLog
 from application.mapper import EventMapper
 from application.stored_bodies import BodyPlan, body_plan, canonical_originator
 from domain.events import DomainEvent
-from projections.projection import BodyProjection, Projection, StoredProjection
-from projections.store import Append, Change, Commit, Doc, DocReader, Docs, ViewStore
+from projections.projection import (
+    BatchProjection,
+    BodyProjection,
+    Projection,
+    StoredProjection,
+)
+from projections.store import (
+    Change,
+    Commit,
+    Doc,
+    DocReader,
+    Docs,
+    Entry,
+    ViewStore,
+    dump_doc,
+    parse_doc,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -36,6 +52,8 @@ DecodedApply = Callable[[DomainEvent, Notification, Docs], None]
 BodyApply = Callable[[dict[str, Any], str, Notification, Docs], None]
 Body = tuple[dict[str, Any], str]
 """A stored body vouched for, and its aggregate's id as the model writes it."""
+Target = tuple[DecodedApply, BodyApply | None, "UnitOfWork", int]
+"""A read model folding a topic's events: its folds, its unit of work, its position."""
 
 DEFAULT_BATCH = 500
 RECENT_DOCS = 4096
@@ -76,8 +94,27 @@ class Recent:
         self.position = -1
 
 
+class BatchKeys:
+    """The ids of the aggregates a batch's events belong to, written out once when first asked."""
+
+    def __init__(self, notifications: Sequence[Notification]) -> None:
+        self._notifications = notifications
+        self._keys: frozenset[str] | None = None
+
+    def __call__(self) -> frozenset[str]:
+        if self._keys is None:
+            self._keys = frozenset(str(n.originator_id) for n in self._notifications)
+        return self._keys
+
+
 class UnitOfWork:
-    """The ``Docs`` a batch folds into: reads see the batch's own writes."""
+    """The ``Docs`` a batch folds into: reads see the batch's own writes.
+
+    With ``keys`` (the batch's aggregates), the first document of a kind it
+    must load brings the documents of that kind of every aggregate of the
+    batch with it, in one query: read models keep a document per customer,
+    and loading them one query each was most of a rebuild's round trips.
+    """
 
     def __init__(
         self,
@@ -86,6 +123,7 @@ class UnitOfWork:
         generation: int,
         position: int,
         recent: Recent | None = None,
+        keys: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.views = views
         self.name = name
@@ -93,8 +131,12 @@ class UnitOfWork:
         self._position = position
         self._docs: dict[tuple[str, str], tuple[str | None, Doc | None]] = {}
         self._loaded: set[tuple[str, str]] = set()
-        self._appended: dict[tuple[str, str], str | None] = {}
+        self.recorded: list[Entry] = []
+        """The entries the batch added to the read model's log, in log order."""
         self._recent = recent.docs if recent is not None and recent.position == position else {}
+        self._keys = keys
+        self._fetched: dict[str, dict[str, Doc | None]] = {}
+        """Documents loaded ahead, by kind and key (None: not in the store)."""
 
     @property
     def position(self) -> int:
@@ -105,38 +147,57 @@ class UnitOfWork:
         found = self._docs.get(slot)
         if found is not None:
             return found[1]
-        if slot in self._recent:
-            doc = self._recent[slot]
-        else:
-            doc = self.views.load(self.name, self.generation, kind, key)
+        doc = self._recent[slot] if slot in self._recent else self._load(kind, key)
         self._docs[slot] = (None, doc)
         self._loaded.add(slot)
         return doc
 
+    def _load(self, kind: str, key: str) -> Doc | None:
+        fetched = self._fetched.get(kind)
+        if fetched is None and self._keys is not None and key in (keys := self._keys()):
+            # Loaded as of the batch's start, as one by one: nothing else writes this
+            # generation meanwhile (a worker that did would make the commit fail).
+            wanted = [
+                k for k in keys if (kind, k) not in self._docs and (kind, k) not in self._recent
+            ]
+            fetched = dict.fromkeys(wanted, None)
+            fetched.update(self.views.load_many(self.name, self.generation, kind, wanted))
+            self._fetched[kind] = fetched
+        if fetched is not None and key in fetched:
+            return fetched.pop(key)
+        return self.views.load(self.name, self.generation, kind, key)
+
     def kept(self) -> dict[tuple[str, str], tuple[str | None, Doc | None]]:
-        """What a successful commit leaves for the next batch (not the appended documents)."""
-        appended = self._appended
-        return {slot: entry for slot, entry in self._docs.items() if slot not in appended}
+        """What a successful commit leaves for the next batch."""
+        return self._docs
 
     def put(self, kind: str, key: str, doc: Doc, *, group: str | None = None) -> None:
         slot = (kind, key)
         self._docs[slot] = (group, doc)
         self._loaded.discard(slot)
-        if slot in self._appended:
-            self._appended[slot] = None  # still new to the store, but the text is stale
-
-    def append(
-        self, kind: str, key: str, doc: Doc, *, group: str | None = None, text: str | None = None
-    ) -> None:
-        slot = (kind, key)
-        self._docs[slot] = (group, doc)
-        self._appended[slot] = text
 
     def delete(self, kind: str, key: str) -> None:
         slot = (kind, key)
         self._docs[slot] = (None, None)
         self._loaded.discard(slot)
-        self._appended.pop(slot, None)
+
+    def record(self, entries: Sequence[Entry]) -> None:
+        self.recorded.extend(entries)
+
+    def entries(
+        self, *, after: int = 0, group: str | None = None, limit: int | None = None
+    ) -> Iterator[Doc]:
+        found = self.views.entries(
+            self.name, self.generation, after=after, group=group, limit=limit
+        )
+        if limit is None or len(found) < limit:
+            # The batch's own entries follow every committed one in the log.
+            found += [
+                parse_doc(text)
+                for position, g, text in self.recorded
+                if position > after and (group is None or g == group)
+            ]
+        yield from found[:limit] if limit is not None else found
 
     def scan(
         self,
@@ -162,23 +223,62 @@ class UnitOfWork:
         yield from ((key, stored[key]) for key in (keys[:limit] if limit is not None else keys))
 
     def changes(self) -> list[Change]:
-        """Documents to upsert or delete (appended ones are in ``appends``)."""
-        skip = self._loaded | self._appended.keys()
+        """Documents to upsert or delete."""
+        skip = self._loaded
         return [
             (kind, key, group, doc)
             for (kind, key), (group, doc) in self._docs.items()
             if (kind, key) not in skip
         ]
 
-    def appends(self) -> list[Append]:
-        """Documents no earlier batch wrote: the store inserts them in bulk."""
-        docs = self._docs
-        out: list[Append] = []
-        for slot, text in self._appended.items():
-            group, doc = docs[slot]
-            if doc is not None:
-                out.append((slot[0], slot[1], group, doc, text))
-        return out
+
+class ReadAhead:
+    """Reads a rebuild's next batch of the log in a thread while this one is folded.
+
+    Most of a read is PostgreSQL's time, which the fold then no longer waits
+    for. A batch read ahead is used only by a batch starting exactly where it
+    was read from; the log is append-only, so it holds what reading it then
+    would have.
+    """
+
+    def __init__(self, views: ViewStore, batch_size: int) -> None:
+        self._views = views
+        self._size = batch_size
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="accord-read-ahead")
+        self._next: tuple[int, Future[Sequence[Notification]]] | None = None
+
+    def read(self, start: int) -> Sequence[Notification]:
+        ahead, self._next = self._next, None
+        if ahead is not None:
+            if ahead[0] == start:
+                return ahead[1].result()
+            ahead[1].cancel()
+        return self._views.read_log(start, self._size)
+
+    def prefetch(self, start: int) -> None:
+        if self._next is not None:
+            self._next[1].cancel()
+        self._next = (start, self._pool.submit(self._views.read_log, start, self._size))
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next[1].cancel()
+            self._next = None
+        self._pool.shutdown(wait=True)
+
+
+def _building(commits: Sequence[Commit], head: int | None) -> bool:
+    """Whether no commit activates its generation: none needs flushing to disk at once."""
+    return head is not None and all(c.activate_version is None for c in commits)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A rebuild's commit in flight (its lanes moved and kept their documents meanwhile)."""
+
+    future: Future[list[bool]]
+    lanes: list[Lane]
+    commits: list[Commit]
 
 
 @dataclass
@@ -223,6 +323,8 @@ class ProjectionRunner:
         # Personal fields come through as sealed references: views never hold plaintext.
         self.mapper = EventMapper(log.vault, references=True)
         self.changed = threading.Condition()
+        self.pipelined = True
+        """Whether a rebuild folds each batch while the one before it commits."""
         self._recent: dict[tuple[str, int], Recent] = {}
         self._recent_lock = threading.Lock()
 
@@ -258,38 +360,6 @@ class ProjectionRunner:
         assert isinstance(event, DomainEvent)
         return event
 
-    def _decoded(
-        self, lanes: Sequence[Lane], notifications: Sequence[Notification]
-    ) -> tuple[list[DomainEvent | None], list[Body | None]]:
-        """The batch's events, each read once if any read model here needs it.
-
-        An event every such read model can fold from its stored body (see
-        ``BodyProjection``) is read as stored when the body is vouched for,
-        and decoded otherwise (an older schema version, a value in another
-        form): the one path the follower and a rebuild both take.
-        """
-        readers = [
-            lane.projection for lane in lanes if not isinstance(lane.projection, StoredProjection)
-        ]
-        ways: dict[str, tuple[bool, BodyPlan | None]] = {}
-        decode = self._decode
-        events: list[DomainEvent | None] = []
-        bodies: list[Body | None] = []
-        for notification in notifications:
-            topic = notification.topic
-            way = ways.get(topic)
-            if way is None:
-                way = ways[topic] = self._way(topic, readers)
-            needed, plan = way
-            if not needed:
-                events.append(None)
-                bodies.append(None)
-                continue
-            body = None if plan is None else self._vouched(plan, notification)
-            bodies.append(body)
-            events.append(decode(notification) if body is None else None)
-        return events, bodies
-
     @staticmethod
     def _way(topic: str, readers: Sequence[Projection]) -> tuple[bool, BodyPlan | None]:
         """Whether some read model needs events of ``topic`` read; the plan if all take bodies."""
@@ -302,6 +372,7 @@ class ProjectionRunner:
 
     @staticmethod
     def _vouched(plan: BodyPlan, notification: Notification) -> Body | None:
+        """One event's body, if vouched for (``_fold`` does the same, inline)."""
         version = notification.originator_version
         if type(version) is not int or version < 1:
             return None  # the model would refuse it: the decode says how
@@ -311,22 +382,23 @@ class ProjectionRunner:
         body = plan.body(notification.state)
         return None if body is None else (body, key)
 
-    def _fold(
-        self,
-        lanes: Sequence[Lane],
-        notifications: Sequence[Notification],
-        events: Sequence[DomainEvent | None],
-        bodies: Sequence[Body | None],
-    ) -> list[Commit]:
+    def _fold(self, lanes: Sequence[Lane], notifications: Sequence[Notification]) -> list[Commit]:
         """Apply the batch's events, after each lane's position; each lane's share of the commit.
 
-        Event by event, each handed to the read models that read its topic
-        (found once per topic and batch); every read model has its own unit
-        of work, so the order across read models changes nothing.
+        Event by event: each is read once, if any read model here needs it, and
+        handed at once to the read models that read its topic (found once per
+        topic and batch), so a body is folded while it is fresh in memory and
+        freed before the next is read. An event every such read model can fold
+        from its stored body (see ``BodyProjection``) is read as stored when
+        the body is vouched for, and decoded otherwise (an older schema
+        version, a value in another form): the one path the follower and a
+        rebuild both take. Every read model has its own unit of work, so the
+        order across read models changes nothing.
         """
-        stored: dict[str, list[tuple[StoredApply, UnitOfWork]]] = {}
-        decoded: dict[str, list[tuple[DecodedApply, BodyApply | None, UnitOfWork]]] = {}
+        stored: dict[str, list[tuple[StoredApply, UnitOfWork, int]]] = {}
+        decoded: dict[str, tuple[BodyPlan | None, list[Target]]] = {}
         level: list[tuple[Lane, UnitOfWork]] = []
+        keys = BatchKeys(notifications)
         for lane in lanes:
             unit = UnitOfWork(
                 self.views,
@@ -334,32 +406,50 @@ class ProjectionRunner:
                 lane.generation,
                 lane.position,
                 self._recent_for(lane),
+                keys,
             )
             lane.unit = unit
-            if notifications and notifications[0].id <= lane.position:
-                self._fold_ahead(lane, unit, notifications, events, bodies)  # a lane ahead: rare
+            if isinstance(lane.projection, BatchProjection):
+                self._fold_batch(lane.projection, lane.position, unit, notifications)
             else:
                 level.append((lane, unit))
-        for index, notification in enumerate(notifications):
+        decode = self._decode
+        # Consecutive events are often one aggregate's: its id is written out once for them.
+        last_originator: Any = None
+        key: str | None = None
+        for notification in notifications:
             topic = notification.topic
-            if topic not in decoded:
-                self._route(topic, level, stored, decoded)
-            for apply_stored, unit in stored[topic]:
-                apply_stored(notification, unit)
-            targets = decoded[topic]
+            route = decoded.get(topic)
+            if route is None:
+                route = self._route(topic, level, stored, decoded)
+            position = notification.id
+            for apply_stored, unit, after in stored[topic]:
+                if position > after:
+                    apply_stored(notification, unit)
+            plan, targets = route
             if not targets:
                 continue
-            read = bodies[index]
+            read: Body | None = None
+            version = notification.originator_version
+            # A version the model would refuse, or an id in another form: the decode says how.
+            if plan is not None and type(version) is int and version >= 1:
+                originator = notification.originator_id
+                if originator != last_originator or type(originator) is not type(last_originator):
+                    key = canonical_originator(originator)
+                    last_originator = originator
+                if key is not None and (body := plan.body(notification.state)) is not None:
+                    read = (body, key)
             if read is not None:
                 body, key = read
-                for _, apply_body, unit in targets:
-                    assert apply_body is not None
-                    apply_body(body, key, notification, unit)
-            else:
-                event = events[index]
-                assert event is not None
-                for apply, _, unit in targets:
-                    apply(event, notification, unit)
+                for _, apply_body, unit, after in targets:
+                    if position > after:
+                        assert apply_body is not None
+                        apply_body(body, key, notification, unit)
+            elif any(position > after for _, _, _, after in targets):
+                event = decode(notification)
+                for apply, _, unit, after in targets:
+                    if position > after:
+                        apply(event, notification, unit)
         last = notifications[-1].id if notifications else 0
         commits = []
         for lane in lanes:
@@ -371,58 +461,61 @@ class ProjectionRunner:
                     lane.position,
                     max(last, lane.position),
                     lane.unit.changes(),
-                    lane.unit.appends(),
+                    lane.unit.recorded,
                 )
             )
         return commits
 
-    @staticmethod
     def _route(
+        self,
         topic: str,
         lanes: Sequence[tuple[Lane, UnitOfWork]],
-        stored: dict[str, list[tuple[StoredApply, UnitOfWork]]],
-        decoded: dict[str, list[tuple[DecodedApply, BodyApply | None, UnitOfWork]]],
-    ) -> None:
-        stored[topic], decoded[topic] = [], []
+        stored: dict[str, list[tuple[StoredApply, UnitOfWork, int]]],
+        decoded: dict[str, tuple[BodyPlan | None, list[Target]]],
+    ) -> tuple[BodyPlan | None, list[Target]]:
+        """Who folds events of ``topic`` and how: as stored, from the body, or decoded."""
+        stored[topic] = []
+        targets: list[Target] = []
+        readers = []
         for lane, unit in lanes:
             projection = lane.projection
             if projection.topics is not None and topic not in projection.topics:
                 continue
             if isinstance(projection, StoredProjection):
-                stored[topic].append((projection.apply_stored, unit))
-            else:
-                apply_body = (
-                    projection.apply_body
-                    if isinstance(projection, BodyProjection) and topic in projection.body_topics
-                    else None
-                )
-                decoded[topic].append((projection.apply, apply_body, unit))
+                stored[topic].append((projection.apply_stored, unit, lane.position))
+                continue
+            readers.append(projection)
+            apply_body = (
+                projection.apply_body
+                if isinstance(projection, BodyProjection) and topic in projection.body_topics
+                else None
+            )
+            targets.append((projection.apply, apply_body, unit, lane.position))
+        _, plan = self._way(topic, readers)
+        route: tuple[BodyPlan | None, list[Target]] = (plan, targets)
+        decoded[topic] = route
+        return route
 
     @staticmethod
-    def _fold_ahead(
-        lane: Lane,
+    def _fold_batch(
+        projection: BatchProjection,
+        position: int,
         unit: UnitOfWork,
         notifications: Sequence[Notification],
-        events: Sequence[DomainEvent | None],
-        bodies: Sequence[Body | None],
     ) -> None:
-        projection, topics = lane.projection, lane.projection.topics
-        for notification, event, read in zip(notifications, events, bodies, strict=True):
-            if notification.id <= lane.position:
-                continue
-            if topics is not None and notification.topic not in topics:
-                continue
-            if isinstance(projection, StoredProjection):
-                projection.apply_stored(notification, unit)
-            elif read is not None:
-                assert isinstance(projection, BodyProjection)
-                projection.apply_body(read[0], read[1], notification, unit)
-            else:
-                assert event is not None
-                projection.apply(event, notification, unit)
+        """The batch's events after ``position`` of the topics it reads, in one call."""
+        topics = projection.topics
+        if (notifications and notifications[0].id <= position) or topics is not None:
+            notifications = [
+                n
+                for n in notifications
+                if n.id > position and (topics is None or n.topic in topics)
+            ]
+        if notifications:
+            projection.apply_stored_batch(notifications, unit)
 
     def advance(
-        self, lanes: Sequence[Lane], head: int | None = None
+        self, lanes: Sequence[Lane], head: int | None = None, ahead: ReadAhead | None = None
     ) -> tuple[list[Lane], list[Lane]]:
         """Apply one batch to every lane, from the lowest lane's position.
 
@@ -434,31 +527,55 @@ class ProjectionRunner:
         ahead of the others skips what it has applied. With ``head`` (a
         rebuild), a lane whose batch reaches it is activated in the same
         transaction; such batches are flushed to disk, the others need not be
-        (the generation they fill serves nobody until then).
+        (the generation they fill serves nobody until then). With ``ahead``,
+        the next batch is read while this one is folded.
         """
+        moving, commits = self._prepare(lanes, head, ahead)
+        if not commits:
+            return [], []
+        try:
+            outcomes = self.views.commit_all(commits, durable=not _building(commits, head))
+        except BaseException:
+            self._forget(moving)
+            raise
+        return self._settle(moving, commits, outcomes)
+
+    def _prepare(
+        self, lanes: Sequence[Lane], head: int | None, ahead: ReadAhead | None
+    ) -> tuple[list[Lane], list[Commit]]:
+        """Read and fold one batch: the lanes it moves, and their commits (not yet made)."""
         start = min(lane.position for lane in lanes)
-        notifications = self.views.read_log(start, self.batch_size)
+        if ahead is None:
+            notifications = self.views.read_log(start, self.batch_size)
+        else:
+            notifications = ahead.read(start)
         last = notifications[-1].id if notifications else start
+        full = len(notifications) == self.batch_size
+        if ahead is not None and head is not None and full and last < head:
+            ahead.prefetch(last)
         moving: list[Lane] = []
         for lane in lanes:
             reaches_head = head is not None and max(last, lane.position) >= head
             if last > lane.position or (reaches_head and lane.activate_version is not None):
                 moving.append(lane)
-        commits: list[Commit] = []
         try:
-            events, bodies = self._decoded(moving, notifications)
-            commits = self._fold(moving, notifications, events, bodies)
-            for lane, commit in zip(moving, commits, strict=True):
-                if head is not None and commit.position >= head:
-                    commit.activate_version = lane.activate_version
-            if not commits:
-                return [], []
-            building = head is not None and all(c.activate_version is None for c in commits)
-            outcomes = self.views.commit_all(commits, durable=not building)
+            commits = self._fold(moving, notifications)
         except BaseException:
-            for lane in moving:  # folds may have changed kept documents in place
-                self._recent_for(lane).clear()
+            self._forget(moving)
             raise
+        for lane, commit in zip(moving, commits, strict=True):
+            if head is not None and commit.position >= head:
+                commit.activate_version = lane.activate_version
+        return moving, commits
+
+    def _forget(self, lanes: Sequence[Lane]) -> None:
+        for lane in lanes:  # folds may have changed kept documents in place
+            self._recent_for(lane).clear()
+
+    def _settle(
+        self, moving: Sequence[Lane], commits: Sequence[Commit], outcomes: Sequence[bool]
+    ) -> tuple[list[Lane], list[Lane]]:
+        """Move the lanes whose commit was made; forget what the others kept."""
         moved, lost = [], []
         for lane, commit, committed in zip(moving, commits, outcomes, strict=True):
             recent = self._recent_for(lane)
@@ -529,20 +646,30 @@ class ProjectionRunner:
         """
         lanes = [self._rebuild_lane(self.projections[name]) for name in names]
         progress = progress or Progress(", ".join(lane.projection.name for lane in lanes))
+        with closing(ReadAhead(self.views, self.batch_size)) as ahead:
+            if self._rebuild(lanes, progress, stop, ahead) is None:
+                return None
+        return {lane.projection.name: lane.generation for lane in lanes}
+
+    def _rebuild(
+        self,
+        lanes: list[Lane],
+        progress: Progress,
+        stop: threading.Event | None,
+        ahead: ReadAhead,
+    ) -> list[Lane] | None:
+        if self.pipelined:
+            with ThreadPoolExecutor(1, thread_name_prefix="accord-commit") as committer:
+                return self._rebuild_pipelined(lanes, progress, stop, ahead, committer)
         pending = list(lanes)
         while pending:
             if stop is not None and stop.is_set():
-                for lane in pending:
-                    logger.info(
-                        "projection_rebuild_paused",
-                        projection=lane.projection.name,
-                        position=lane.position,
-                    )
+                self._paused(pending)
                 return None
             head = self.log.recorder.max_notification_id() or 0
             before = min(lane.position for lane in pending)
             progress.head, progress.position = head, before
-            moved, lost = self.advance(pending, head=head)
+            moved, lost = self.advance(pending, head=head, ahead=ahead)
             if lost:
                 raise RuntimeError(f"another worker is rebuilding {lost[0].projection.name}")
             progress.position = min(lane.position for lane in pending)
@@ -551,7 +678,97 @@ class ProjectionRunner:
                 if lane.position >= head:
                     pending = [other for other in pending if other is not lane]
                     self._finish(lane)
-        return {lane.projection.name: lane.generation for lane in lanes}
+        return lanes
+
+    def _rebuild_pipelined(
+        self,
+        lanes: list[Lane],
+        progress: Progress,
+        stop: threading.Event | None,
+        ahead: ReadAhead,
+        committer: ThreadPoolExecutor,
+    ) -> list[Lane] | None:
+        """``_rebuild``, folding each batch while the one before it commits.
+
+        Most of a commit is PostgreSQL's work (taking in the audit trail's
+        entries, above all), which the fold then no longer waits for. The
+        next batch is folded as if the commit in flight succeeded (lanes
+        moved, their documents kept); it is committed only once that one
+        has, and dropped with it otherwise. The commit in flight writes its
+        documents as encoded before it left, so the next fold may change
+        them; a document the next fold loads from the store is one the batch
+        in flight did not touch (those it touched are kept, unless there are
+        more than can be kept: then the commit lands first).
+        """
+        pending = list(lanes)
+        flight: _Flight | None = None
+        try:
+            while pending:
+                if stop is not None and stop.is_set():
+                    self._land(flight)
+                    flight = None
+                    self._paused(pending)
+                    return None
+                head = self.log.recorder.max_notification_id() or 0
+                before = min(lane.position for lane in pending)
+                progress.head = head
+                moving, commits = self._prepare(pending, head, ahead)
+                self._land(flight)
+                flight = None
+                if not commits:
+                    continue
+                for commit in commits:
+                    commit.texts = [
+                        None if c[3] is None else dump_doc(c[3]) for c in commit.changes
+                    ]
+                durable = not _building(commits, head)
+                future = committer.submit(self.views.commit_all, commits, durable=durable)
+                flight = _Flight(future, moving, commits)
+                overflow = False
+                for lane, commit in zip(moving, commits, strict=True):
+                    assert lane.unit is not None
+                    recent = self._recent_for(lane)
+                    kept = lane.unit.kept()
+                    overflow = overflow or len(kept) > recent.capacity
+                    recent.keep(commit.position, kept)
+                    lane.position, lane.unit = commit.position, None
+                    if commit.position >= head:
+                        pending = [other for other in pending if other is not lane]
+                if overflow:
+                    self._land(flight)
+                    flight = None
+                progress.position = min((lane.position for lane in pending), default=head)
+                progress.events += max(progress.position - before, 0)
+            self._land(flight)
+            flight = None
+        finally:
+            if flight is not None:  # failing: let the commit in flight end, keep nothing
+                with suppress(BaseException):
+                    flight.future.result()
+                self._forget(flight.lanes)
+        return lanes
+
+    def _land(self, flight: _Flight | None) -> None:
+        """Wait for the commit in flight; finish the lanes it brought to the head."""
+        if flight is None:
+            return
+        try:
+            outcomes = flight.future.result()
+        except BaseException:
+            self._forget(flight.lanes)
+            raise
+        for lane, commit, committed in zip(flight.lanes, flight.commits, outcomes, strict=True):
+            if not committed:
+                self._forget(flight.lanes)
+                raise RuntimeError(f"another worker is rebuilding {lane.projection.name}")
+            if commit.activate_version is not None:
+                self._finish(lane)
+
+    def _paused(self, pending: Sequence[Lane]) -> None:
+        for lane in pending:
+            logger.info(
+                "projection_rebuild_paused", projection=lane.projection.name, position=lane.position
+            )
 
     def _rebuild_lane(self, projection: Projection) -> Lane:
         active, _ = self.ensure_started(projection)

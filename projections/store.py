@@ -9,19 +9,41 @@ transaction, which is what makes every projection exactly-once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from eventsourcing.persistence import Notification
 
 Doc = dict[str, Any]
 Change = tuple[str, str, str | None, Doc | None]
 """(kind, key, group, document); a None document deletes."""
-Append = tuple[str, str, str | None, Doc, str | None]
-"""(kind, key, group, document, its JSON if the caller had it) of a document no
-earlier batch wrote."""
+Entry = tuple[int, str | None, str]
+"""(log position, group, the entry as JSON) of a read model's log (see ``Docs.record``)."""
+ENTRY_KIND = "entry"
+"""The kind under which ``ViewStore.dump`` lists a generation's entries (keyed ``entry_key``)."""
+
+
+def entry_key(position: int) -> str:
+    """A log position as a key that sorts as the position does."""
+    return f"{position:020d}"
+
+
+dump_doc = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+"""A document as the stores write it (one encoder: ``json.dumps`` with options makes one
+per call)."""
+
+
+def parse_doc(text: str) -> Doc:
+    """A stored document: by orjson, or ``json`` for what orjson refuses (NaN, a lone surrogate)."""
+    try:
+        doc: Doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        doc = json.loads(text)
+    return doc
 
 
 class DocReader(Protocol):
@@ -45,6 +67,12 @@ class DocReader(Protocol):
         """Documents of ``kind`` (optionally of one group) in key order."""
         ...
 
+    def entries(
+        self, *, after: int = 0, group: str | None = None, limit: int | None = None
+    ) -> Iterator[Doc]:
+        """The read model's entries after log position ``after`` (of one group), in log order."""
+        ...
+
 
 class Docs(DocReader, Protocol):
     """A unit of work: reads see this batch's own writes.
@@ -57,15 +85,16 @@ class Docs(DocReader, Protocol):
 
     def delete(self, kind: str, key: str) -> None: ...
 
-    def append(
-        self, kind: str, key: str, doc: Doc, *, group: str | None = None, text: str | None = None
-    ) -> None:
-        """``put`` a document that no earlier batch can have written.
+    def record(self, entries: Sequence[Entry]) -> None:
+        """Add entries to the read model's log: at most one per log position, never changed.
 
-        For documents keyed by log position (the audit trail's entries): a
-        generation applies each position once, so the store can insert them
-        in bulk instead of upserting one by one. ``text``, when the caller
-        has it, is ``doc`` as JSON, stored as it is.
+        For read models that write a document per event (the audit trail): a
+        generation applies each position once, so the store keeps them apart
+        from the documents, keyed by position, and inserts them in bulk, as
+        the JSON text the read model made of them (it knows their shape). An
+        entry's group, if any, is the id of the aggregate whose event is at
+        its position (as the model writes it): a store may find a group's
+        entries through the log's own index by aggregate.
         """
         ...
 
@@ -79,9 +108,12 @@ class Commit:
     expected: int
     position: int
     changes: list[Change] = field(default_factory=list)
-    appends: list[Append] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     activate_version: int | None = None
     """Make this generation the active one in the same transaction."""
+    texts: list[str | None] | None = None
+    """The changed documents as ``dump_doc`` writes them (None where one is deleted), when
+    the caller made them: it may then change the documents while the commit is written."""
 
 
 class ViewStore(Protocol):
@@ -105,6 +137,12 @@ class ViewStore(Protocol):
 
     def load(self, name: str, generation: int, kind: str, key: str) -> Doc | None: ...
 
+    def load_many(
+        self, name: str, generation: int, kind: str, keys: Sequence[str]
+    ) -> dict[str, Doc]:
+        """The documents of ``kind`` among ``keys`` (those not stored are left out)."""
+        ...
+
     def scan(
         self,
         name: str,
@@ -115,6 +153,12 @@ class ViewStore(Protocol):
         after_key: str | None,
         limit: int | None,
     ) -> list[tuple[str, Doc]]: ...
+
+    def entries(
+        self, name: str, generation: int, *, after: int, group: str | None, limit: int | None
+    ) -> list[Doc]:
+        """A generation's entries after log position ``after`` (of one group), in log order."""
+        ...
 
     def commit(
         self,
@@ -156,7 +200,10 @@ class ViewStore(Protocol):
     def drop(self, name: str, generation: int) -> None: ...
 
     def dump(self, name: str, generation: int) -> dict[tuple[str, str], tuple[str | None, Doc]]:
-        """Every document of a generation (for comparing a rebuild with the live copy)."""
+        """Every document of a generation (for comparing a rebuild with the live copy).
+
+        Entries are listed too, as documents of kind ``ENTRY_KIND`` keyed ``entry_key``.
+        """
         ...
 
     def reader(self, name: str, generation: int) -> AbstractContextManager[DocReader]:

@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
 
-from projections.store import Change, Commit, Doc
+from projections.store import ENTRY_KIND, Change, Commit, Doc, dump_doc, entry_key, parse_doc
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS accord_view_docs ("
@@ -21,6 +21,11 @@ SCHEMA = [
     "PRIMARY KEY (projection, generation, kind, key))",
     "CREATE INDEX IF NOT EXISTS accord_view_docs_group "
     "ON accord_view_docs (projection, generation, kind, grp, key)",
+    "CREATE TABLE IF NOT EXISTS accord_view_entries ("
+    "projection TEXT NOT NULL, generation INTEGER NOT NULL, position INTEGER NOT NULL, "
+    "grp TEXT, doc TEXT NOT NULL, PRIMARY KEY (projection, generation, position))",
+    "CREATE INDEX IF NOT EXISTS accord_view_entries_group "
+    "ON accord_view_entries (projection, generation, grp, position)",
     "CREATE TABLE IF NOT EXISTS accord_view_tracking ("
     "projection TEXT NOT NULL, generation INTEGER NOT NULL, position INTEGER NOT NULL, "
     "PRIMARY KEY (projection, generation))",
@@ -29,8 +34,10 @@ SCHEMA = [
 ]
 
 
-# One encoder for every document: ``json.dumps`` with options builds a new one per call.
-_dump = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_dump = dump_doc
+
+LOAD_CHUNK = 500
+"""Keys per query when loading many documents (SQLite limits a statement's parameters)."""
 
 UPSERT = (
     "INSERT INTO accord_view_docs VALUES (?, ?, ?, ?, ?, ?) "
@@ -68,6 +75,11 @@ class SQLiteReader:
     ) -> Iterator[tuple[str, Doc]]:
         yield from _scan(self.cursor, self.name, self.generation, kind, group, after_key, limit)
 
+    def entries(
+        self, *, after: int = 0, group: str | None = None, limit: int | None = None
+    ) -> Iterator[Doc]:
+        yield from _entries(self.cursor, self.name, self.generation, after, group, limit)
+
 
 def _get(c: SQLiteCursor, name: str, generation: int, kind: str, key: str) -> Doc | None:
     c.execute(
@@ -104,6 +116,28 @@ def _scan(
         params.append(limit)
     c.execute(sql, params)
     return [(row[0], json.loads(row[1])) for row in c.fetchall()]
+
+
+def _entries(
+    c: SQLiteCursor,
+    name: str,
+    generation: int,
+    after: int,
+    group: str | None,
+    limit: int | None,
+) -> list[Doc]:
+    sql = "SELECT doc FROM accord_view_entries WHERE projection = ? AND generation = ?"
+    params: list[Any] = [name, generation]
+    if group is not None:
+        sql += " AND grp = ?"
+        params.append(group)
+    sql += " AND position > ? ORDER BY position"
+    params.append(after)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    c.execute(sql, params)
+    return [parse_doc(row[0]) for row in c.fetchall()]
 
 
 class SQLiteViewStore:
@@ -154,10 +188,11 @@ class SQLiteViewStore:
 
     def start(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "DELETE FROM accord_view_docs WHERE projection = ? AND generation = ?",
-                (name, generation),
-            )
+            for table in ("accord_view_docs", "accord_view_entries"):
+                c.execute(
+                    f"DELETE FROM {table} WHERE projection = ? AND generation = ?",  # noqa: S608
+                    (name, generation),
+                )
             c.execute(
                 "INSERT INTO accord_view_tracking VALUES (?, ?, 0) "
                 "ON CONFLICT (projection, generation) DO UPDATE SET position = 0",
@@ -167,6 +202,22 @@ class SQLiteViewStore:
     def load(self, name: str, generation: int, kind: str, key: str) -> Doc | None:
         with self.datastore.transaction(commit=False) as c:
             return _get(c, name, generation, kind, key)
+
+    def load_many(
+        self, name: str, generation: int, kind: str, keys: Sequence[str]
+    ) -> dict[str, Doc]:
+        found: dict[str, Doc] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(keys), LOAD_CHUNK):
+                chunk = list(keys[start : start + LOAD_CHUNK])
+                c.execute(
+                    "SELECT key, doc FROM accord_view_docs "  # noqa: S608 (placeholders only)
+                    "WHERE projection = ? AND generation = ? AND kind = ? "
+                    f"AND key IN ({', '.join('?' * len(chunk))})",
+                    [name, generation, kind, *chunk],
+                )
+                found.update((row[0], json.loads(row[1])) for row in c.fetchall())
+        return found
 
     def scan(
         self,
@@ -180,6 +231,12 @@ class SQLiteViewStore:
     ) -> list[tuple[str, Doc]]:
         with self.datastore.transaction(commit=False) as c:
             return _scan(c, name, generation, kind, group, after_key, limit)
+
+    def entries(
+        self, name: str, generation: int, *, after: int, group: str | None, limit: int | None
+    ) -> list[Doc]:
+        with self.datastore.transaction(commit=False) as c:
+            return _entries(c, name, generation, after, group, limit)
 
     def commit(
         self,
@@ -209,10 +266,11 @@ class SQLiteViewStore:
         )
         if c.sqlite_cursor.rowcount != 1:
             return False
+        texts = commit.texts or [None if c[3] is None else _dump(c[3]) for c in commit.changes]
         upserts = [
-            (name, generation, kind, key, group, _dump(doc))
-            for kind, key, group, doc in commit.changes
-            if doc is not None
+            (name, generation, kind, key, group, text)
+            for (kind, key, group, _), text in zip(commit.changes, texts, strict=True)
+            if text is not None
         ]
         deletes = [
             (name, generation, kind, key) for kind, key, _, doc in commit.changes if doc is None
@@ -225,13 +283,13 @@ class SQLiteViewStore:
                 "WHERE projection = ? AND generation = ? AND kind = ? AND key = ?",
                 deletes,
             )
-        if commit.appends:
-            # A plain INSERT: a document that already exists is an error, not an update.
+        if commit.entries:
+            # A plain INSERT: an entry that already exists is an error, not an update.
             c.executemany(
-                "INSERT INTO accord_view_docs VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO accord_view_entries VALUES (?, ?, ?, ?, ?)",
                 [
-                    (name, generation, kind, key, group, _dump(doc) if text is None else text)
-                    for kind, key, group, doc, text in commit.appends
+                    (name, generation, position, group, text)
+                    for position, group, text in commit.entries
                 ],
             )
         if commit.activate_version is not None:
@@ -259,14 +317,11 @@ class SQLiteViewStore:
     def drop(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute("PRAGMA secure_delete = ON")
-            c.execute(
-                "DELETE FROM accord_view_docs WHERE projection = ? AND generation = ?",
-                (name, generation),
-            )
-            c.execute(
-                "DELETE FROM accord_view_tracking WHERE projection = ? AND generation = ?",
-                (name, generation),
-            )
+            for table in ("accord_view_docs", "accord_view_entries", "accord_view_tracking"):
+                c.execute(
+                    f"DELETE FROM {table} WHERE projection = ? AND generation = ?",  # noqa: S608
+                    (name, generation),
+                )
 
     def dump(self, name: str, generation: int) -> dict[tuple[str, str], tuple[str | None, Doc]]:
         with self.datastore.transaction(commit=False) as c:
@@ -275,7 +330,15 @@ class SQLiteViewStore:
                 "WHERE projection = ? AND generation = ?",
                 (name, generation),
             )
-            return {(r[0], r[1]): (r[2], json.loads(r[3])) for r in c.fetchall()}
+            docs = {(r[0], r[1]): (r[2], json.loads(r[3])) for r in c.fetchall()}
+            c.execute(
+                "SELECT position, grp, doc FROM accord_view_entries "
+                "WHERE projection = ? AND generation = ?",
+                (name, generation),
+            )
+            for r in c.fetchall():
+                docs[(ENTRY_KIND, entry_key(r[0]))] = (r[1], json.loads(r[2]))
+            return docs
 
     @contextmanager
     def reader(self, name: str, generation: int) -> Iterator[SQLiteReader]:

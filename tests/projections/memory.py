@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from eventsourcing.persistence import Notification
 
 from domain.aggregate import Aggregate
 from domain.events import DomainEvent
 from projections.projection import Projection
-from projections.store import Doc
+from projections.store import ENTRY_KIND, Doc, Entry, entry_key
 
 
 class MemoryDocs:
     def __init__(self, position: int = 0) -> None:
         self.docs: dict[tuple[str, str], tuple[str | None, Doc]] = {}
+        self.log: dict[int, tuple[str | None, Doc]] = {}
+        """The entries recorded, by position."""
         self._position = position
 
     @property
@@ -33,12 +35,23 @@ class MemoryDocs:
     def put(self, kind: str, key: str, doc: Doc, *, group: str | None = None) -> None:
         self.docs[(kind, key)] = (group, copy.deepcopy(doc))
 
-    def append(
-        self, kind: str, key: str, doc: Doc, *, group: str | None = None, text: str | None = None
-    ) -> None:
-        assert (kind, key) not in self.docs, f"{kind} {key} was appended twice"
-        assert text is None or json.loads(text) == doc, "the text is not the document"
-        self.put(kind, key, doc, group=group)
+    def dumped(self) -> dict[tuple[str, str], tuple[str | None, Doc]]:
+        """Documents and entries as ``ViewStore.dump`` lists them."""
+        return {**self.docs, **{(ENTRY_KIND, entry_key(p)): e for p, e in self.log.items()}}
+
+    def record(self, entries: Sequence[Entry]) -> None:
+        for position, group, text in entries:
+            assert position not in self.log, f"the entry at {position} was recorded twice"
+            self.log[position] = (group, json.loads(text))
+
+    def entries(
+        self, *, after: int = 0, group: str | None = None, limit: int | None = None
+    ) -> Iterator[Doc]:
+        positions = sorted(
+            p for p, (g, _) in self.log.items() if p > after and (group is None or g == group)
+        )
+        for position in positions[:limit] if limit is not None else positions:
+            yield copy.deepcopy(self.log[position][1])
 
     def delete(self, kind: str, key: str) -> None:
         self.docs.pop((kind, key), None)
