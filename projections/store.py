@@ -32,9 +32,26 @@ def entry_key(position: int) -> str:
     return f"{position:020d}"
 
 
-dump_doc = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-"""A document as the stores write it (one encoder: ``json.dumps`` with options makes one
-per call)."""
+_standard_dump = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def dump_doc(doc: Doc) -> str:
+    """A document as the stores write it: sorted keys, no whitespace.
+
+    By orjson, several times faster than the standard library: a document
+    that changes is written again with every batch that changes it, and one
+    that holds a customer's purchases grows with them, so encoding was half
+    of what following the log cost. What orjson refuses (integers beyond 64
+    bits, non-string keys, a lone surrogate) goes through the standard
+    library; both read back to the same values. A float that is not a number
+    would be written as null, where the standard library writes a bare NaN
+    that JSON does not allow: no read model computes one (their arithmetic is
+    on integers and decimals).
+    """
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return _standard_dump(doc)
 
 
 def parse_doc(text: str) -> Doc:
