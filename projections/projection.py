@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 from eventsourcing.persistence import Notification
 
@@ -89,3 +89,34 @@ def aggregate_key(event: DomainEvent) -> str:
         key = str(originator)
         _last_key = (originator, key)
     return key
+
+
+_conformance: dict[tuple[type, type], bool] = {}
+
+
+def _conforms(projection: Projection, protocol: type) -> bool:
+    key = (type(projection), protocol)
+    found = _conformance.get(key)
+    if found is None:
+        found = _conformance[key] = isinstance(projection, protocol)
+    return found
+
+
+def folds_stored(projection: Projection) -> TypeGuard[StoredProjection]:
+    """``isinstance(projection, StoredProjection)``, worked out once per class.
+
+    A check against a runtime protocol inspects every member each time, and
+    the runner asks for every lane and topic of every batch: a few percent of
+    a rebuild. Every member of these protocols is defined on the class.
+    """
+    return _conforms(projection, StoredProjection)
+
+
+def folds_batches(projection: Projection) -> TypeGuard[BatchProjection]:
+    """``isinstance(projection, BatchProjection)``, once per class (see ``folds_stored``)."""
+    return _conforms(projection, BatchProjection)
+
+
+def folds_bodies(projection: Projection) -> TypeGuard[BodyProjection]:
+    """``isinstance(projection, BodyProjection)``, once per class (see ``folds_stored``)."""
+    return _conforms(projection, BodyProjection)

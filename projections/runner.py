@@ -29,9 +29,10 @@ from application.stored_bodies import BodyPlan, body_plan, canonical_originator
 from domain.events import DomainEvent
 from projections.projection import (
     BatchProjection,
-    BodyProjection,
     Projection,
-    StoredProjection,
+    folds_batches,
+    folds_bodies,
+    folds_stored,
 )
 from projections.store import (
     Change,
@@ -366,7 +367,7 @@ class ProjectionRunner:
         reading = [p for p in readers if p.topics is None or topic in p.topics]
         if not reading:
             return False, None
-        if all(isinstance(p, BodyProjection) and topic in p.body_topics for p in reading):
+        if all(folds_bodies(p) and topic in p.body_topics for p in reading):
             return True, body_plan(topic)
         return True, None
 
@@ -409,7 +410,7 @@ class ProjectionRunner:
                 keys,
             )
             lane.unit = unit
-            if isinstance(lane.projection, BatchProjection):
+            if folds_batches(lane.projection):
                 self._fold_batch(lane.projection, lane.position, unit, notifications)
             else:
                 level.append((lane, unit))
@@ -481,13 +482,13 @@ class ProjectionRunner:
             projection = lane.projection
             if projection.topics is not None and topic not in projection.topics:
                 continue
-            if isinstance(projection, StoredProjection):
+            if folds_stored(projection):
                 stored[topic].append((projection.apply_stored, unit, lane.position))
                 continue
             readers.append(projection)
             apply_body = (
                 projection.apply_body
-                if isinstance(projection, BodyProjection) and topic in projection.body_topics
+                if folds_bodies(projection) and topic in projection.body_topics
                 else None
             )
             targets.append((projection.apply, apply_body, unit, lane.position))

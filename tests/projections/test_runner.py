@@ -13,7 +13,16 @@ from application.service import Accord
 from domain.events import DomainEvent
 from domain.personal import ERASED
 from projections import audit_trail, customer_summary
+from projections.catalog import all_projections
 from projections.customer_summary import CustomerSummary
+from projections.projection import (
+    BatchProjection,
+    BodyProjection,
+    StoredProjection,
+    folds_batches,
+    folds_bodies,
+    folds_stored,
+)
 from projections.read_models import NotCaughtUpError
 from projections.store import Docs
 from tests.builders import CTX, log_position, new_customer, purchase
@@ -199,3 +208,16 @@ def test_a_follower_whose_store_fails_at_start_keeps_trying_and_then_follows(
     assert caught_up  # ... and the worker carried on to follow the log
     with views.read("customer_summary") as reader:
         assert customer_summary.get(reader, customer_id, views.reveal) is not None
+
+
+def test_the_runners_kind_checks_agree_with_the_protocols() -> None:
+    """Worked out once per class, they must say what ``isinstance`` says of every read model."""
+    projections = list(all_projections())
+    for _ in range(2):  # the second time from what the first worked out
+        for projection in projections:
+            assert folds_stored(projection) == isinstance(projection, StoredProjection)
+            assert folds_batches(projection) == isinstance(projection, BatchProjection)
+            assert folds_bodies(projection) == isinstance(projection, BodyProjection)
+    assert any(folds_batches(p) for p in projections)
+    assert any(folds_bodies(p) for p in projections)
+    assert not all(folds_stored(p) for p in projections)
