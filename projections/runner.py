@@ -42,7 +42,6 @@ from projections.store import (
     Docs,
     Entry,
     ViewStore,
-    dump_doc,
     parse_doc,
 )
 
@@ -719,9 +718,7 @@ class ProjectionRunner:
                 if not commits:
                     continue
                 for commit in commits:
-                    commit.texts = [
-                        None if c[3] is None else dump_doc(c[3]) for c in commit.changes
-                    ]
+                    commit.encode()
                 durable = not _building(commits, head)
                 future = committer.submit(self.views.commit_all, commits, durable=durable)
                 flight = _Flight(future, moving, commits)

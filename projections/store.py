@@ -132,6 +132,27 @@ class Commit:
     """The changed documents as ``dump_doc`` writes them (None where one is deleted), when
     the caller made them: it may then change the documents while the commit is written."""
 
+    def encode(self) -> list[str | None]:
+        """Write the changed documents out now (``texts``)."""
+        self.texts = [None if doc is None else dump_doc(doc) for *_, doc in self.changes]
+        return self.texts
+
+    def doc_rows(
+        self,
+    ) -> tuple[list[tuple[str, int, str, str, str | None, str]], list[tuple[str, int, str, str]]]:
+        """The documents to write, as rows, and the keys of those to delete."""
+        texts = self.texts if self.texts is not None else self.encode()
+        name, generation = self.name, self.generation
+        upserts = [
+            (name, generation, kind, key, group, text)
+            for (kind, key, group, _), text in zip(self.changes, texts, strict=True)
+            if text is not None
+        ]
+        deletes = [
+            (name, generation, kind, key) for kind, key, _, doc in self.changes if doc is None
+        ]
+        return upserts, deletes
+
 
 class ViewStore(Protocol):
     """Where read models live: the store adapter (same database as the events)."""

@@ -18,9 +18,8 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from application.stored_bodies import canonical_originator
-from projections.store import ENTRY_KIND, Change, Commit, Doc, dump_doc, entry_key, parse_doc
+from projections.store import ENTRY_KIND, Change, Commit, Doc, entry_key, parse_doc
 
-_dump = dump_doc
 _load = parse_doc
 
 ENTRY_TYPES = ["text", "int4", "int8", "text", "text"]
@@ -335,15 +334,7 @@ class PostgresViewStore:
         )
         if curs.rowcount != 1:
             return False
-        texts = commit.texts or [None if c[3] is None else _dump(c[3]) for c in commit.changes]
-        upserts = [
-            (name, generation, kind, key, group, text)
-            for (kind, key, group, _), text in zip(commit.changes, texts, strict=True)
-            if text is not None
-        ]
-        deletes = [
-            (name, generation, kind, key) for kind, key, _, doc in commit.changes if doc is None
-        ]
+        upserts, deletes = commit.doc_rows()
         if upserts:
             curs.executemany(
                 self.sql(

@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
 
-from projections.store import ENTRY_KIND, Change, Commit, Doc, dump_doc, entry_key, parse_doc
+from projections.store import ENTRY_KIND, Change, Commit, Doc, entry_key, parse_doc
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS accord_view_docs ("
@@ -33,8 +33,6 @@ SCHEMA = [
     "projection TEXT PRIMARY KEY, generation INTEGER NOT NULL, version INTEGER NOT NULL)",
 ]
 
-
-_dump = dump_doc
 
 LOAD_CHUNK = 500
 """Keys per query when loading many documents (SQLite limits a statement's parameters)."""
@@ -266,15 +264,7 @@ class SQLiteViewStore:
         )
         if c.sqlite_cursor.rowcount != 1:
             return False
-        texts = commit.texts or [None if c[3] is None else _dump(c[3]) for c in commit.changes]
-        upserts = [
-            (name, generation, kind, key, group, text)
-            for (kind, key, group, _), text in zip(commit.changes, texts, strict=True)
-            if text is not None
-        ]
-        deletes = [
-            (name, generation, kind, key) for kind, key, _, doc in commit.changes if doc is None
-        ]
+        upserts, deletes = commit.doc_rows()
         if upserts:
             c.executemany(UPSERT, upserts)
         if deletes:
