@@ -41,6 +41,7 @@ from application.event_log import EventLog
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard, fingerprint
 from application.locks import AggregateLocks
 from application.observer import CommandObserver, NoObserver
+from application.refusals import RefusalMemo
 from application.results import CommandResult
 from domain.aggregate import Aggregate, EventMeta
 from domain.errors import DomainError
@@ -92,6 +93,7 @@ class CommandExecutor:
         self.max_attempts = max_attempts
         self.cache = AggregateCache(cache_size)
         self.locks = AggregateLocks()
+        self.refusals = RefusalMemo()
         self.observer: CommandObserver = observer or NoObserver()
 
     def create(
@@ -206,14 +208,18 @@ class CommandExecutor:
         request_id: str,
         print_: str,
     ) -> CommandResult:
+        if command.request_id and (refusal := self.refusals.recall(request_id, print_)):
+            raise refusal
         for attempt in range(1, self.max_attempts + 1):
             try:
                 aggregate, outcome = self._decide(command, kind, aggregate_id, request_id, ctx, act)
-            except (DomainError, VersionMismatchError):
+            except (DomainError, VersionMismatchError) as error:
                 # A retry racing its first attempt may be refused by the state that attempt
                 # left (the tier it set is "unchanged"): the first result, not the refusal.
                 if (stored := self._stored(request_id)) is not None:
                     return self._replay(stored, print_)
+                if command.request_id and isinstance(error, DomainError):
+                    self.refusals.remember(request_id, print_, error)
                 raise
             effects = outcome if isinstance(outcome, Effects) else Effects(entity_id=outcome)
             try:
@@ -404,6 +410,7 @@ class CommandExecutor:
         result = CommandResult(
             aggregate.id, aggregate.version, recordings[-1].notification.id, effects.entity_id
         )
+        self.refusals.forget([request_id])
         for customer_id in effects.destroy_keys:
             self.log.forget_data_key(customer_id)
             self.cache.discard(customer_id)
@@ -475,7 +482,9 @@ class _Batch(Generic[A]):
                 first_of[request_id] = i
                 by_aggregate.setdefault(item.aggregate_id, []).append(i)
         with executor.locks.holding(by_aggregate):
+            self._recall_refusals(by_aggregate)
             self._decide_and_save(by_aggregate)
+            self._remember_refusals()
         for i in duplicates:
             self.results[i] = self._same_as(first_of[self.keys[i][0]], self.keys[i][1])
         observer = executor.observer
@@ -489,6 +498,33 @@ class _Batch(Generic[A]):
             elif isinstance(result, ApplicationError):
                 observer.refused(item.command, type(result).__name__)
         return [r if r is not None else RuntimeError("unanswered") for r in self.results]
+
+    def _recall_refusals(self, by_aggregate: dict[UUID, list[int]]) -> None:
+        """Exact retries of refused requests: refused again, not decided (under the locks)."""
+        refusals = self.executor.refusals
+        for aggregate_id in list(by_aggregate):
+            undecided = []
+            for i in by_aggregate[aggregate_id]:
+                refusal = None
+                if self.items[i].command.request_id:
+                    refusal = refusals.recall(*self.keys[i])
+                if refusal is None:
+                    undecided.append(i)
+                else:
+                    self.results[i] = refusal
+            if undecided:
+                by_aggregate[aggregate_id] = undecided
+            else:
+                del by_aggregate[aggregate_id]
+
+    def _remember_refusals(self) -> None:
+        """The batch's refusals, for exact retries of them (still under the locks)."""
+        refusals = self.executor.refusals
+        for i, result in enumerate(self.results):
+            if not isinstance(result, DomainError) or i in self.observed:
+                continue
+            if self.items[i].command.request_id:
+                refusals.remember(*self.keys[i], result)
 
     def _decide_and_save(self, by_aggregate: dict[UUID, list[int]]) -> None:
         """Decide and save; after a conflict (another process wrote) once more from the store."""
@@ -568,6 +604,7 @@ class _Batch(Generic[A]):
             for aggregate in aggregates:
                 executor.cache.discard(aggregate.id)
             return False
+        executor.refusals.forget([record.request_id for record in records])
         positions = {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
             for r in recordings

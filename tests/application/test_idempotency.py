@@ -11,6 +11,7 @@ from application.context import CallContext
 from application.errors import IdempotencyKeyReusedError
 from application.results import CommandResult
 from application.service import Accord
+from domain.errors import DomainError, Reason
 from tests.builders import CTX, log_position, new_customer, purchase, register_customer
 from tests.support import FakeClock
 
@@ -99,3 +100,62 @@ def test_a_command_refused_by_an_invariant_leaves_its_request_id_free(accord: Ac
 
     accepted = c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="x", request_id="t-1")
     assert accord.customers.change_tier(accepted, CTX).version == 2
+
+
+def test_an_exact_retry_of_a_refused_command_is_refused_again_after_the_state_changed(
+    accord: Accord,
+) -> None:
+    customer_id = new_customer(accord)
+    refused = c.ChangeTier(
+        customer_id=customer_id, to_tier="STANDARD", reason="x", request_id="t-2"
+    )
+    with pytest.raises(DomainError) as first:
+        accord.customers.change_tier(refused, CTX)
+    accord.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="y"), CTX
+    )
+    position = log_position(accord)
+
+    # Decided afresh it would be accepted now (KEY -> STANDARD): the client that
+    # saw the refusal would never learn its command was recorded after all.
+    with pytest.raises(DomainError) as again:
+        accord.customers.change_tier(refused, CTX)
+
+    assert again.value.reason is first.value.reason is Reason.TIER_UNCHANGED
+    assert log_position(accord) == position
+    assert accord.queries.customer(customer_id).tier == "KEY"
+
+
+def test_an_exact_retry_of_a_refused_interaction_is_refused_again_in_a_batch(
+    accord: Accord, clock: FakeClock
+) -> None:
+    customer_id = new_customer(accord)
+    refund = purchase(customer_id, "50", clock.now(), kind="REFUND", request_id="r-1")
+    with pytest.raises(DomainError) as first:
+        accord.customers.record_interaction(refund, CTX)
+    accord.customers.record_interaction(purchase(customer_id, "100", clock.now()), CTX)
+    position = log_position(accord)
+
+    (again,) = accord.customers.record_interactions([refund], CTX)
+
+    assert isinstance(again, DomainError)
+    assert again.reason is first.value.reason is Reason.REFUND_EXCEEDS_PURCHASES
+    assert log_position(accord) == position
+    assert accord.queries.customer(customer_id).refund_count == 0
+
+
+def test_a_refused_request_id_reused_after_it_was_recorded_is_a_reused_key(
+    accord: Accord,
+) -> None:
+    customer_id = new_customer(accord)
+    refused = c.ChangeTier(
+        customer_id=customer_id, to_tier="STANDARD", reason="x", request_id="t-3"
+    )
+    with pytest.raises(DomainError):
+        accord.customers.change_tier(refused, CTX)
+    accord.customers.change_tier(
+        c.ChangeTier(customer_id=customer_id, to_tier="KEY", reason="x", request_id="t-3"), CTX
+    )
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        accord.customers.change_tier(refused, CTX)
