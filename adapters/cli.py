@@ -24,7 +24,7 @@ from adapters.grpc.limits import StreamSlots
 from adapters.grpc.server import ListenError, ServerOptions, start_server
 from adapters.grpc.services.catalog import SERVICE_NAMES, registrations
 from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_token
-from adapters.logging import configure_logging
+from adapters.logging import configure_logging, say
 from adapters.metrics import Metrics, MetricsServer, start_metrics_server
 from adapters.projection_worker import ProjectionWorker
 from adapters.rebuild import rebuild as rebuild_read_models
@@ -93,7 +93,7 @@ def _stop_with_parent(parent: int, stop: threading.Event) -> None:
     def watch() -> None:
         while not stop.wait(1.0):
             if os.getppid() != parent:
-                print("accord project: the server is gone, stopping", file=sys.stderr, flush=True)
+                say("accord project: the server is gone, stopping")
                 stop.set()
 
     threading.Thread(target=watch, name="accord-parent-watch", daemon=True).start()
@@ -324,9 +324,9 @@ def _project(args: argparse.Namespace) -> int:
         stop = _stop_on_signals()
         if args.parent_pid is not None:
             _stop_with_parent(args.parent_pid, stop)
-        print(f"accord project: following {config.safe_url}", file=sys.stderr, flush=True)
+        say(f"accord project: following {config.safe_url}")
         if exporter is not None:
-            print(f"accord project: metrics on {exporter.url}", file=sys.stderr, flush=True)
+            say(f"accord project: metrics on {exporter.url}")
         views.work(stop)
         if exporter is not None:
             exporter.stop()

@@ -33,9 +33,22 @@ class _StderrLogger:
     """Writes each line to the *current* ``sys.stderr`` (which tests and daemons may swap)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        say(message)
 
     log = debug = info = warn = warning = error = critical = exception = msg
+
+
+def say(line: str) -> None:
+    """Write ``line`` to stderr in one write, newline included.
+
+    The server and its read-model worker share one stderr; ``print`` writes
+    the text and the newline separately (stderr is unbuffered under
+    ``python -u``), so another process's line could land between them and two
+    JSON lines become one unreadable line.
+    """
+    stream = sys.stderr
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def _json_line(event_dict: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:

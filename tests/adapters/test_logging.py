@@ -83,3 +83,35 @@ def test_a_json_line_carries_values_json_cannot_hold_as_text(
     assert record["by_number"] == {"1": "one"}
     assert record["huge"] == 2**70
     assert record["city"] == "杭州"
+
+
+class _Writes:
+    """A stream that keeps each ``write`` call apart, as a pipe or file receives them."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_each_log_line_reaches_stderr_in_one_write_with_its_newline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server and its read-model worker share stderr: a line written in two parts
+    # (text, then newline) could have the other process's line land in between.
+    stream = _Writes()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("json", "INFO")
+    try:
+        structlog.get_logger("test").info("command_recorded", position=7)
+    finally:
+        structlog.reset_defaults()
+
+    (line,) = stream.writes
+    assert line.endswith("\n")
+    assert json.loads(line)["position"] == 7
