@@ -1,9 +1,14 @@
 """Lifecycle (DESIGN §5): a customer's stage as of a date, the funnel, and the stage history.
 
 A stage is a function of the purchase dates alone, so the view keeps, per
-customer, the registration date and a compact purchase history (PURCHASE and
-REFUND amounts on their business time, ``occurred_at``) and computes stages
-when asked. Keeping facts rather than a current stage is what lets one view
+customer, the registration date and a compact purchase history and computes
+stages when asked. The history holds one entry per UTC calendar day with a
+PURCHASE or REFUND (by business time, ``occurred_at``): how many purchases,
+their total and the refunds' total. Every rule below counts in whole days, so
+a day's total answers each of them as the single interactions would, and a
+customer who buys a thousand times a day keeps one entry for the day instead
+of a thousand (the document is rewritten on every purchase, so its size is
+what a purchase costs the view). Keeping facts rather than a current stage is what lets one view
 answer "as of any date", including dates before events that were recorded
 late, and it means the answer never depends on when the fold ran.
 
@@ -33,7 +38,7 @@ the same history in its own documents.
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -80,19 +85,16 @@ class Stage(StrEnum):
 # ------------------------------------------------------- purchase history
 
 
-class Entry(NamedTuple):
-    """One PURCHASE or REFUND on its UTC calendar date, with a signed amount.
+class Day(NamedTuple):
+    """A UTC calendar day's PURCHASEs and REFUNDs: the count of purchases and both totals.
 
-    A refund is stored negated. The sign bit (``Decimal.is_signed``), not a
-    comparison with zero, tells them apart, so even a zero amount keeps its kind.
+    A day with only refunds has no purchases: it is not a purchase date.
     """
 
     on: date
-    amount: Decimal
-
-    @property
-    def is_purchase(self) -> bool:
-        return not self.amount.is_signed()
+    purchases: int
+    purchased: Decimal
+    refunded: Decimal
 
 
 def utc_instant(moment: datetime) -> datetime:
@@ -109,15 +111,18 @@ def as_day(d: date) -> date:
     return d
 
 
-_last_entry: tuple[object, list[str] | None] = (None, None)
+Stored = list[Any]
+"""A day as stored: ``[day, purchases, purchased, refunded]`` (ISO date, int, two decimals)."""
+
+_last_entry: tuple[object, Stored | None] = (None, None)
 """The last event ``history_entry`` saw, and its entry: two read models ask for each."""
 
 
-def history_entry(event: InteractionRecorded) -> list[str] | None:
-    """The compact ``[occurred_at, signed amount]`` of a PURCHASE or REFUND, else None.
+def history_entry(event: InteractionRecorded) -> Stored | None:
+    """The day entry of one PURCHASE or REFUND, else None (see ``add_entry``).
 
-    ``occurred_at`` is written in UTC with a fixed width (always microseconds),
-    so the stored strings sort in time order without being parsed.
+    The day is written as an ISO date, so the stored entries sort in time
+    order without being parsed.
     """
     global _last_entry
     seen, entry = _last_entry
@@ -126,24 +131,20 @@ def history_entry(event: InteractionRecorded) -> list[str] | None:
     if event.amount is None:
         entry = None
     elif event.kind is InteractionKind.PURCHASE:
-        entry = [
-            utc_instant(event.occurred_at).isoformat(timespec="microseconds"),
-            str(event.amount),
-        ]
+        entry = [utc_instant(event.occurred_at).date().isoformat(), 1, str(event.amount), "0"]
     elif event.kind is InteractionKind.REFUND:
-        occurred = utc_instant(event.occurred_at).isoformat(timespec="microseconds")
-        entry = [occurred, str(-event.amount)]
+        entry = [utc_instant(event.occurred_at).date().isoformat(), 0, "0", str(event.amount)]
     else:
         entry = None
     _last_entry = (event, entry)
     return None if entry is None else list(entry)
 
 
-def body_entry(body: dict[str, Any]) -> list[str] | None:
+def body_entry(body: dict[str, Any]) -> Stored | None:
     """``history_entry`` of an ``InteractionRecorded`` as stored (a body vouched for).
 
     The same values as the decoded event's: the amount is the decimal's own
-    text, ``occurred_at`` the moment pydantic would read from it.
+    text, the day that of the moment pydantic would read.
     """
     global _last_entry
     seen, entry = _last_entry
@@ -153,38 +154,57 @@ def body_entry(body: dict[str, Any]) -> list[str] | None:
     if amount is None or (kind != _PURCHASE and kind != _REFUND):
         entry = None
     else:
-        occurred = _utc_text(body["occurred_at"])
         # A body vouched for holds the decimal's own text: str(Decimal(amount)) == amount.
-        entry = [occurred, amount if kind == _PURCHASE else str(-Decimal(amount))]
+        on = _utc_day(body["occurred_at"])
+        entry = [on, 1, amount, "0"] if kind == _PURCHASE else [on, 0, "0", amount]
     _last_entry = (body, entry)
     return None if entry is None else list(entry)
 
 
-def _utc_text(stored: str) -> str:
-    """``utc_instant(moment).isoformat(timespec="microseconds")`` of a time as pydantic writes it.
+def _utc_day(stored: str) -> str:
+    """The UTC calendar date (ISO) of a time as pydantic writes it.
 
-    UTC (``Z``: the usual case) is rewritten, not parsed: pydantic writes six
-    digits of microseconds, or none when they are zero.
+    UTC (``Z``: the usual case) is read off the text, not parsed.
     """
     if stored[-1] == "Z":
-        return stored[:-1] + ("+00:00" if len(stored) > 20 else ".000000+00:00")
-    return utc_instant(datetime.fromisoformat(stored)).isoformat(timespec="microseconds")
+        return stored[:10]
+    return utc_instant(datetime.fromisoformat(stored)).date().isoformat()
 
 
 _PURCHASE: Final = InteractionKind.PURCHASE.value
 _REFUND: Final = InteractionKind.REFUND.value
 
 
-def add_entry(history: list[Any], entry: list[str]) -> None:
-    """Insert ``entry`` in business-time order (late-recorded interactions arrive out of order).
+def add_entry(history: list[Any], entry: Stored) -> None:
+    """Count ``entry`` (one interaction's day entry) in its day, kept in date order.
 
-    Entries with equal times keep their log order, so a rebuild lays the
-    history out exactly as the incremental fold did.
+    Late-recorded interactions arrive out of order, so a day may be inserted
+    anywhere; adding up is exact and does not depend on the order, so a
+    rebuild lays the history out exactly as the incremental fold did.
     """
-    if not history or str(history[-1][0]) <= entry[0]:
-        history.append(entry)  # the usual case, where insort would put it too
+    day = entry[0]
+    if not history or history[-1][0] < day:
+        history.append(entry)  # the usual case: a new day, the latest
+    elif history[-1][0] == day:
+        _merge(history[-1], entry)
     else:
-        insort(history, entry, key=lambda item: str(item[0]))
+        at = bisect_left(history, day, key=_day_of)  # a day before the last: at < len
+        if history[at][0] == day:
+            _merge(history[at], entry)
+        else:
+            history.insert(at, entry)
+
+
+def _day_of(stored: Stored) -> str:
+    return str(stored[0])
+
+
+def _merge(into: Stored, entry: Stored) -> None:
+    into[1] += entry[1]
+    if entry[2] != "0":
+        into[2] = str(Decimal(into[2]) + Decimal(entry[2]))
+    if entry[3] != "0":
+        into[3] = str(Decimal(into[3]) + Decimal(entry[3]))
 
 
 def fold_purchase_body(body: dict[str, Any], key: str, docs: Docs, kind: str) -> None:
@@ -199,17 +219,33 @@ def fold_purchase_body(body: dict[str, Any], key: str, docs: Docs, kind: str) ->
     docs.put(kind, key, doc)
 
 
-def parse_entries(history: Iterable[Sequence[str]]) -> list[Entry]:
-    """Stored ``[occurred_at, amount]`` pairs as entries on UTC dates, in time order."""
-    return [
-        Entry(utc_instant(datetime.fromisoformat(occurred)).date(), Decimal(amount))
-        for occurred, amount in history
-    ]
+def parse_entries(history: Iterable[Sequence[Any]]) -> list[Day]:
+    """Stored day entries as ``Day`` values, in date order.
+
+    A version 1 document (``[occurred_at, signed amount]`` per interaction) is
+    read too: queries answer from it while its rebuild at version 2 runs.
+    """
+    days: list[Day] = []
+    for stored in history:
+        if len(stored) == 4:
+            on, purchases, purchased, refunded = stored
+            days.append(
+                Day(date.fromisoformat(on), int(purchases), Decimal(purchased), Decimal(refunded))
+            )
+            continue
+        occurred, signed = stored
+        on = utc_instant(datetime.fromisoformat(occurred)).date()
+        amount = Decimal(signed)
+        if amount.is_signed():  # a refund, stored negated (even -0)
+            days.append(Day(on, 0, Decimal(0), -amount))
+        else:
+            days.append(Day(on, 1, amount, Decimal(0)))
+    return days
 
 
-def purchase_dates(entries: Iterable[Entry]) -> list[date]:
-    """The sorted dates of the PURCHASE entries (refunds are not purchases)."""
-    return sorted(entry.on for entry in entries if entry.is_purchase)
+def purchase_dates(days: Iterable[Day]) -> list[date]:
+    """The date of each PURCHASE, sorted, a day repeated per purchase (refunds are not)."""
+    return sorted(day.on for day in days for _ in range(day.purchases))
 
 
 def first_seen(doc: Doc) -> date:
@@ -301,7 +337,8 @@ def stage_history(
 
 class Lifecycle:
     name: ClassVar[str] = NAME
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
+    """2: the history holds one entry per day (1: one per interaction)."""
     topics: ClassVar[frozenset[str] | None] = frozenset(
         e.topic for e in (CustomerRegistered, InteractionRecorded)
     )

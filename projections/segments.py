@@ -63,7 +63,7 @@ from domain.customer import (
 from domain.events import DomainEvent
 from domain.values import PotentialValue, Tier
 from projections.lifecycle import (
-    Entry,
+    Day,
     add_entry,
     as_day,
     fold_purchase_body,
@@ -175,24 +175,25 @@ class Rfm:
     m: int
 
 
-def purchase_stats(entries: Iterable[Entry], d: date) -> PurchaseStats:
-    """Fold one customer's history into the facts RFM and CLV need, as of ``d``."""
+def purchase_stats(days: Iterable[Day], d: date) -> PurchaseStats:
+    """Fold one customer's history (its days) into the facts RFM and CLV need, as of ``d``."""
     d = as_day(d)
     window_start = d - timedelta(days=WINDOW_DAYS)  # excluded: days < 365
     purchases, frequency = 0, 0
     net, monetary = Decimal(0), Decimal(0)
     last: date | None = None
-    for entry in entries:
-        if entry.on > d:
+    for day in days:
+        if day.on > d:
             continue
-        net += entry.amount
-        in_window = entry.on > window_start
+        amount = day.purchased - day.refunded
+        net += amount
+        in_window = day.on > window_start
         if in_window:
-            monetary += entry.amount
-        if entry.is_purchase:
-            purchases += 1
-            frequency += in_window
-            last = entry.on if last is None else max(last, entry.on)
+            monetary += amount
+        if day.purchases:
+            purchases += day.purchases
+            frequency += day.purchases if in_window else 0
+            last = day.on if last is None else max(last, day.on)
     recency = (d - last).days if last is not None else None
     return PurchaseStats(purchases, net, recency, frequency, monetary)
 
@@ -272,7 +273,8 @@ def clv(
 
 class Segments:
     name: ClassVar[str] = NAME
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
+    """2: the purchase history holds one entry per day (1: one per interaction)."""
     topics: ClassVar[frozenset[str] | None] = frozenset(
         e.topic
         for e in (CustomerRegistered, CustomerProfileUpdated, InteractionRecorded, TierChanged)

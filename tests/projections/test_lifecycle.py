@@ -17,7 +17,7 @@ from domain.aggregate import EventMeta
 from domain.customer import Customer, CustomerRegistered
 from domain.values import Channel, CustomerKind, Direction, InteractionKind, PotentialValue
 from projections import lifecycle
-from projections.lifecycle import Lifecycle, Stage, stage_at, stage_history
+from projections.lifecycle import LOYAL_PURCHASES, Lifecycle, Stage, stage_at, stage_history
 from tests.projections.memory import FoldedLog
 
 D = date(2025, 6, 30)
@@ -222,7 +222,7 @@ def test_other_interactions_are_not_purchases() -> None:
     }
 
 
-def test_the_view_keeps_dates_and_signed_amounts_and_no_personal_data() -> None:
+def test_the_view_keeps_a_count_and_totals_per_day_and_no_personal_data() -> None:
     feed = Feed(Lifecycle())
     customer = feed.customer(7, registered=date(2024, 5, 6))
     interact(customer, datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), "120.50")
@@ -233,11 +233,59 @@ def test_the_view_keeps_dates_and_signed_amounts_and_no_personal_data() -> None:
         "customer_id": str(customer.id),
         "registered_on": "2024-05-06",
         "purchases": [
-            ["2025-01-02T03:04:05.000000+00:00", "120.50"],
-            ["2025-01-03T00:00:00.000000+00:00", "-20.50"],
+            ["2025-01-02", 1, "120.50", "0"],  # [UTC day, purchases, purchased, refunded]
+            ["2025-01-03", 0, "0", "20.50"],  # refunds only: not a purchase date
         ],
     }
     assert "Customer 7" not in repr(feed.docs.docs)
+
+
+def test_a_day_keeps_one_entry_however_many_interactions_it_has() -> None:
+    feed = Feed(Lifecycle())
+    customer = feed.customer(1)
+    for hour in range(24):
+        interact(customer, datetime.combine(ago(100), time(hour), tzinfo=UTC), "10.25")
+    interact(customer, noon(ago(100)), "0.50", InteractionKind.REFUND)
+    interact(customer, ago(30))
+    interact(customer, ago(100), "5")  # recorded late, into a day that is not the last
+    interact(customer, ago(200), "7")  # recorded late, a day before all others
+    feed.fold(customer)
+
+    doc = feed.docs.get("customer", str(customer.id))
+    assert doc is not None
+    assert doc["purchases"] == [
+        [ago(200).isoformat(), 1, "7", "0"],
+        [ago(100).isoformat(), 25, "251.00", "0.50"],  # 24 x 10.25 + 5
+        [ago(30).isoformat(), 1, "100", "0"],
+    ]
+
+
+def test_a_version_1_history_reads_as_the_same_days() -> None:
+    # One entry per interaction, refunds negated: what queries meet until the rebuild
+    # at version 2 switches over.
+    old = [
+        ["2025-01-02T03:04:05.000000+00:00", "120.50"],
+        ["2025-01-02T23:00:00.000000+00:00", "-0"],
+        ["2025-01-03T00:00:00.000000+00:00", "-20.50"],
+    ]
+
+    assert lifecycle.parse_entries(old) == [
+        lifecycle.Day(date(2025, 1, 2), 1, Decimal("120.50"), Decimal(0)),
+        lifecycle.Day(date(2025, 1, 2), 0, Decimal(0), Decimal("0")),
+        lifecycle.Day(date(2025, 1, 3), 0, Decimal(0), Decimal("20.50")),
+    ]
+
+
+def test_purchases_on_one_day_count_one_by_one() -> None:
+    feed = Feed(Lifecycle())
+    customer = feed.customer(1)
+    for _ in range(LOYAL_PURCHASES):
+        interact(customer, ago(100))
+    feed.fold(customer)
+
+    # Four purchases 100 days ago, in one entry: four in the window, so LOYAL (not ACTIVE),
+    # and no gap between them (not REACTIVATED).
+    assert lifecycle.stage(feed.docs, str(customer.id), D) is Stage.LOYAL
 
 
 def test_days_are_counted_on_utc_calendar_dates() -> None:
@@ -263,7 +311,7 @@ def test_late_recorded_purchases_take_their_place_in_business_time() -> None:
 
     doc = feed.docs.get("customer", str(customer.id))
     assert doc is not None
-    assert [entry[0][:10] for entry in doc["purchases"]] == [
+    assert [entry[0] for entry in doc["purchases"]] == [
         ago(400).isoformat(),
         ago(10).isoformat(),
     ]
@@ -427,7 +475,7 @@ def test_history_finds_every_change_a_day_by_day_walk_finds(purchases: list[date
 
 def test_the_projection_reads_only_registrations_and_interactions() -> None:
     assert Lifecycle.name == "lifecycle"
-    assert Lifecycle.version == 1
+    assert Lifecycle.version == 2
     assert Lifecycle.topics == frozenset(
         {CustomerRegistered.topic, "customer.interaction_recorded"}
     )

@@ -18,7 +18,7 @@ from domain.aggregate import EventMeta
 from domain.customer import Customer
 from domain.values import Channel, CustomerKind, Direction, InteractionKind, PotentialValue, Tier
 from projections import segments
-from projections.lifecycle import Entry
+from projections.lifecycle import Day
 from projections.projection import Projection
 from projections.segments import (
     DEFAULT_LIFESPAN_YEARS,
@@ -123,9 +123,13 @@ def interact(
     )
 
 
-def entries(*purchases: tuple[int, str]) -> list[Entry]:
-    """Purchase entries of (days before D, amount)."""
-    return [Entry(ago(days), Decimal(amount)) for days, amount in purchases]
+def entries(*purchases: tuple[int, str]) -> list[Day]:
+    """Days of one purchase each, of (days before D, amount)."""
+    return [Day(ago(days), 1, Decimal(amount), Decimal(0)) for days, amount in purchases]
+
+
+def refund(on: date, amount: str) -> Day:
+    return Day(on, 0, Decimal(0), Decimal(amount))
 
 
 def population_of_five() -> Feed:
@@ -266,10 +270,10 @@ def test_fewer_days_since_the_last_purchase_score_a_higher_recency() -> None:
 def test_purchase_stats_as_of_d() -> None:
     history = [
         *entries((500, "300")),  # before the window: lifetime only
-        Entry(ago(380), Decimal("-100")),  # a refund before the window
+        refund(ago(380), "100"),  # a refund before the window
         *entries((364, "40"), (0, "60")),  # in the window (364 < 365; 0 is D itself)
-        Entry(ago(3), Decimal("-10")),  # a refund in the window
-        Entry(D + timedelta(days=1), Decimal("999")),  # after D: does not exist yet
+        refund(ago(3), "10"),  # a refund in the window
+        Day(D + timedelta(days=1), 1, Decimal("999"), Decimal(0)),  # after D: not yet
     ]
 
     assert purchase_stats(history, D) == PurchaseStats(
@@ -280,6 +284,19 @@ def test_purchase_stats_as_of_d() -> None:
         monetary=Decimal("90"),  # 40 + 60 - 10
     )
     assert purchase_stats([], D) == PurchaseStats(0, Decimal(0), None, 0, Decimal(0))
+
+
+def test_a_day_with_many_purchases_counts_each_of_them() -> None:
+    one_by_one = entries((400, "10"), (5, "10"), (5, "20"), (5, "30"))
+    by_day = [
+        Day(ago(400), 1, Decimal("10"), Decimal(0)),
+        Day(ago(5), 3, Decimal("60"), Decimal("5")),  # three purchases and a refund
+    ]
+
+    assert purchase_stats(by_day, D) == PurchaseStats(
+        purchases=4, net=Decimal("65"), recency_days=5, frequency=3, monetary=Decimal("55")
+    )
+    assert purchase_stats([*one_by_one, refund(ago(5), "5")], D) == purchase_stats(by_day, D)
 
 
 def test_monetary_nets_the_refunds_dated_in_the_window() -> None:
@@ -576,8 +593,8 @@ def test_the_view_keeps_no_personal_data() -> None:
         "potential_value": "HIGH",
         "tier": "STANDARD",
         "purchases": [
-            [f"{ago(3).isoformat()}T12:00:00.000000+00:00", "12.30"],
-            [f"{ago(2).isoformat()}T12:00:00.000000+00:00", "-2.30"],
+            [ago(3).isoformat(), 1, "12.30", "0"],
+            [ago(2).isoformat(), 0, "0", "2.30"],
         ],
     }
     assert "Customer 1" not in repr(feed.docs.docs)
@@ -622,7 +639,7 @@ def test_customers_first_seen_after_d_are_left_out() -> None:
 
 def test_the_projection_reads_only_what_the_definitions_need() -> None:
     assert Segments.name == "segments"
-    assert Segments.version == 1
+    assert Segments.version == 2
     assert Segments.topics == frozenset(
         {
             "customer.registered",
