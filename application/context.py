@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from application.randomness import new_uuid
 
 
 class CallContext(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     actor: str = Field(min_length=1, max_length=200)
-    correlation_id: str = Field(default_factory=lambda: str(uuid4()), min_length=1)
+    correlation_id: str = Field(default_factory=lambda: str(new_uuid()), min_length=1)
 
 
 SYSTEM = CallContext(actor="system")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from application.coalescing import Coalescer
 from application.commands import (
@@ -23,6 +23,7 @@ from application.context import CallContext
 from application.errors import InvalidCommandError, NotFoundError
 from application.executor import Act, BatchItem, CommandExecutor, Effects
 from application.journal import Claim, VersionGuard
+from application.randomness import new_uuid
 from application.results import CommandResult, ShareOutcome
 from domain.aggregate import EventMeta
 from domain.customer import Customer
@@ -54,7 +55,7 @@ class CustomerUseCases:
         """Gathers concurrent ``record_interaction`` calls (its counters: how many shared)."""
 
     def register(self, command: RegisterCustomer, ctx: CallContext) -> CommandResult:
-        customer_id = command.customer_id or uuid4()
+        customer_id = command.customer_id or new_uuid()
         if command.acquired_via_partner_id is not None:
             self._require_partner(command.acquired_via_partner_id)
 
@@ -89,7 +90,7 @@ class CustomerUseCases:
         return self._update(command, ctx, command.customer_id, act)
 
     def add_contact(self, command: AddContact, ctx: CallContext) -> CommandResult:
-        contact_id = command.contact_id or uuid4()
+        contact_id = command.contact_id or new_uuid()
 
         def act(customer: Customer, meta: EventMeta) -> UUID:
             customer.add_contact(
@@ -182,7 +183,7 @@ class CustomerUseCases:
 
     @staticmethod
     def _interaction(command: RecordInteraction) -> Act[Customer]:
-        interaction_id = command.interaction_id or uuid4()
+        interaction_id = command.interaction_id or new_uuid()
 
         def act(customer: Customer, meta: EventMeta) -> UUID:
             customer.record_interaction(
@@ -216,7 +217,7 @@ class CustomerUseCases:
 
     def grant_consent(self, command: GrantConsent, ctx: CallContext) -> CommandResult:
         self._require_partner(command.partner_id)
-        consent_id = command.consent_id or uuid4()
+        consent_id = command.consent_id or new_uuid()
         capture = ConsentCapture(**command.capture.model_dump())
 
         def act(customer: Customer, meta: EventMeta) -> UUID:
@@ -261,7 +262,7 @@ class CustomerUseCases:
         termination committed meanwhile makes the share decide again.
         """
         self._require_partner(command.partner_id)
-        share_id = command.share_id or uuid4()
+        share_id = command.share_id or new_uuid()
 
         def act(customer: Customer, meta: EventMeta) -> Effects:
             partner = self.executor.load(Partner, command.partner_id)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Generic, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError
@@ -41,6 +41,7 @@ from application.event_log import EventLog
 from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard, fingerprint
 from application.locks import AggregateLocks
 from application.observer import CommandObserver, NoObserver
+from application.randomness import new_uuid
 from application.refusals import RefusalMemo
 from application.results import CommandResult
 from domain.aggregate import Aggregate, EventMeta
@@ -348,7 +349,7 @@ class CommandExecutor:
     # -------------------------------------------------------------- internals
 
     def _keys(self, command: Command, ctx: CallContext) -> tuple[str, str]:
-        return command.request_id or str(uuid4()), fingerprint(command, ctx.actor)
+        return command.request_id or str(new_uuid()), fingerprint(command, ctx.actor)
 
     def _meta(self, request_id: str, ctx: CallContext) -> EventMeta:
         return EventMeta(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from application.commands import (
     ActivatePartner,
@@ -23,6 +23,7 @@ from application.context import CallContext
 from application.errors import InvalidCommandError, NotFoundError
 from application.executor import Act, CommandExecutor
 from application.journal import Claim
+from application.randomness import new_uuid
 from application.results import CommandResult
 from domain.aggregate import EventMeta
 from domain.customer import Customer
@@ -37,7 +38,7 @@ class PartnerUseCases:
         self.base_currency = base_currency
 
     def register(self, command: RegisterPartner, ctx: CallContext) -> CommandResult:
-        partner_id = command.partner_id or uuid4()
+        partner_id = command.partner_id or new_uuid()
 
         def build(meta: EventMeta) -> Partner:
             return Partner.register(
@@ -73,7 +74,7 @@ class PartnerUseCases:
         return self._update(command, ctx, command.partner_id, act)
 
     def sign_agreement(self, command: SignAgreement, ctx: CallContext) -> CommandResult:
-        agreement_id = command.agreement_id or uuid4()
+        agreement_id = command.agreement_id or new_uuid()
 
         def act(partner: Partner, meta: EventMeta) -> UUID:
             partner.sign_agreement(

@@ -26,6 +26,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from application.randomness import random_bytes
 from domain.personal import ERASED
 
 SEALED = "$enc"
@@ -113,7 +114,7 @@ def _aad(customer_id: UUID, context: str) -> bytes:
 
 
 def wrap(master: MasterKey, customer_id: UUID, data_key: bytes) -> bytes:
-    nonce = os.urandom(NONCE_BYTES)
+    nonce = random_bytes(NONCE_BYTES)
     return nonce + AESGCM(master.secret).encrypt(nonce, data_key, _aad(customer_id, "data-key"))
 
 
@@ -209,7 +210,7 @@ class PersonalDataVault:
         key = self._key(customer_id, create=True)
         if key is None:
             raise PermissionError(f"customer {customer_id}'s personal data has been erased")
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = random_bytes(NONCE_BYTES)
         sealed = nonce + _cipher(key).encrypt(nonce, plaintext.encode(), _aad(customer_id, context))
         return {SEALED: base64.b64encode(sealed).decode()}
 

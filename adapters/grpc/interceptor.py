@@ -19,7 +19,6 @@ from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 import grpc
 import structlog
@@ -32,6 +31,7 @@ from adapters.grpc.tokens import LOCAL_ADMIN, Authenticator, Principal
 from adapters.grpc.translate import undecodable_request
 from adapters.metrics import Metrics
 from application.context import CallContext
+from application.randomness import new_uuid
 
 logger = structlog.get_logger("accord.rpc")
 
@@ -160,7 +160,7 @@ class AccordInterceptor(grpc.ServerInterceptor):
 
     def _begin(self, method: str, metadata: dict[str, str], context: grpc.ServicerContext) -> Call:
         given = metadata.get(CORRELATION_HEADER, "")
-        correlation_id = given if _CORRELATION_ID.match(given) else str(uuid4())
+        correlation_id = given if _CORRELATION_ID.match(given) else str(new_uuid())
         context.send_initial_metadata(((CORRELATION_HEADER, correlation_id),))
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
         principal = self._authenticate(metadata)
