@@ -93,13 +93,24 @@ class ComplianceQueries:
     ) -> ConsentCheck:
         executor = self.queries.executor
         # NotFound for an unknown customer or partner. Both read through the aggregate
-        # cache (one round trip each when cached), held until the answer is built.
-        with (
-            executor.reading(Customer, customer_id) as now_state,
-            executor.reading(Partner, partner_id) as now_partner,
-        ):
+        # cache, with the head and the consents' positions: one round trip when cached.
+        with executor.reading_current(
+            ((Customer, customer_id), (Partner, partner_id)),
+            lambda held: (customer_id, _consent_versions(held[0])),
+        ) as read:
+            now_state, now_partner = read.aggregates
+            assert isinstance(now_state, Customer)
+            assert isinstance(now_partner, Partner)
             return self._check(
-                now_state, now_partner, partner_id, purpose, categories, at, as_known_now
+                now_state,
+                now_partner,
+                partner_id,
+                purpose,
+                categories,
+                at,
+                as_known_now,
+                read.positions,
+                read.head,
             )
 
     def _check(
@@ -111,10 +122,11 @@ class ComplianceQueries:
         categories: tuple[DataCategory, ...],
         at: datetime | None,
         as_known_now: bool,
+        positions: dict[int, int],
+        position: int,
     ) -> ConsentCheck:
         customer_id = now_state.id
         at = at or self.log.clock.now()
-        position = self.log.recorder.max_notification_id() or 0
         if as_known_now:
             state: Customer | None = now_state
             erased = now_state.erased_at is not None and now_state.erased_at <= at
@@ -133,7 +145,16 @@ class ComplianceQueries:
             at=at,
         )
         considered = dict.fromkeys(cid for d in decision.categories for cid in d.consent_ids)
-        positions = self.log.journal.positions(customer_id)
+        cited = {
+            version
+            for cid in considered
+            for version in (consents[cid].granted_version, consents[cid].withdrawal_version)
+            if version is not None
+        }
+        if not cited <= positions.keys():
+            # A consent the read did not know to ask about (recorded since the cached
+            # copy was taken): read them all.
+            positions = self.log.journal.positions(customer_id)
         evidence = tuple(
             ConsentEvidence(
                 consent=consents[cid],
@@ -214,3 +235,15 @@ class ComplianceQueries:
         except AggregateNotFoundError:
             return None
         return state if isinstance(state, kind) else None
+
+
+def _consent_versions(customer: Aggregate) -> list[int]:
+    """The versions that granted or withdrew the customer's consents (whose positions
+    a check cites)."""
+    assert isinstance(customer, Customer)
+    versions = []
+    for consent in customer.consents.values():
+        versions.append(consent.granted_version)
+        if consent.withdrawal_version is not None:
+            versions.append(consent.withdrawal_version)
+    return versions

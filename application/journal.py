@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
 from pydantic import BaseModel
 
 from application.canonical import canonical_json, may_hold_floats
@@ -53,6 +54,18 @@ class StoredRequest:
     position: int
 
 
+@dataclass(frozen=True)
+class CurrentRead:
+    """What one read of the log found: see ``RequestJournal.read_current``."""
+
+    newer: dict[UUID, list[StoredEvent]]
+    """Per aggregate asked about, its events after the version given, in order."""
+    positions: dict[int, int]
+    """Position of each version asked for that is recorded."""
+    head: int
+    """The log's last position, read first: everything up to it is in ``newer``."""
+
+
 @runtime_checkable
 class RequestJournal(Protocol):
     def find_request(self, request_id: str) -> StoredRequest | None: ...
@@ -65,6 +78,15 @@ class RequestJournal(Protocol):
 
     def positions(self, aggregate_id: UUID) -> dict[int, int]:
         """Log position of each version of an aggregate."""
+        ...
+
+    def read_current(
+        self, after: Sequence[tuple[UUID, int]], positions_of: UUID, versions: Sequence[int]
+    ) -> CurrentRead:
+        """In one read (one round trip on a server): the log's head, each aggregate's
+        events after the version given, and the positions of ``versions`` of
+        ``positions_of``. What a read of cached aggregates needs, without a round
+        trip per question."""
         ...
 
 

@@ -18,7 +18,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from adapters.postgres.availability import Availability
 from application.coalescing import Coalescer
-from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
+from application.journal import Claim, CurrentRead, RequestRecord, StoredRequest, VersionGuard
 from application.personal_data import WrappedKey
 
 PIPELINE_BYTES = 256 * 1024
@@ -168,6 +168,17 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 requests=self.requests_table,
             )
         )
+        self.read_current_statement = SQL(
+            "SELECT 0 AS part, e.originator_id, e.originator_version, e.topic, e.state, "
+            "NULL::bigint AS position "
+            "FROM unnest(%s::uuid[], %s::bigint[]) AS a(id, after) "
+            "JOIN {events} e ON e.originator_id = a.id AND e.originator_version > a.after "
+            "UNION ALL "
+            "SELECT 1, NULL, originator_version, NULL, NULL, notification_id FROM {events} "
+            "WHERE originator_id = %s AND originator_version = ANY(%s::bigint[]) "
+            "UNION ALL "
+            "SELECT 2, NULL, NULL, NULL, NULL, max(notification_id) FROM {events}"
+        ).format(events=self.events_table)
         self.append_statement = SQL(
             "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
             "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[]) AS notification_id"
@@ -353,6 +364,39 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 prepare=True,
             )
             return {row["originator_version"]: row["notification_id"] for row in curs.fetchall()}
+
+    def read_current(
+        self, after: Sequence[tuple[UUID, int]], positions_of: UUID, versions: Sequence[int]
+    ) -> CurrentRead:
+        """One statement, so one snapshot: the head and everything read agree."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(
+                self.read_current_statement,
+                (
+                    [aggregate_id for aggregate_id, _ in after],
+                    [version for _, version in after],
+                    positions_of,
+                    list(versions),
+                ),
+                prepare=True,
+            )
+            rows = curs.fetchall()
+        newer: dict[UUID, list[StoredEvent]] = {aggregate_id: [] for aggregate_id, _ in after}
+        positions: dict[int, int] = {}
+        head = 0
+        for part, originator_id, version, topic, state, position in rows:
+            if part == 0:
+                newer[originator_id].append(StoredEvent(originator_id, version, topic, state))
+            elif part == 1:
+                positions[version] = position
+            else:
+                head = position or 0
+        for events in newer.values():
+            events.sort(key=lambda event: event.originator_version)
+        return CurrentRead(newer, positions, head)
 
     # -------------------------------------------------------------- data keys
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard
+from application.journal import Claim, CurrentRead, RequestRecord, StoredRequest, VersionGuard
 from application.personal_data import WrappedKey
 
 
@@ -148,6 +148,19 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self._positions_sql, (aggregate_id.hex,))
             return {row[0]: row[1] for row in c.fetchall()}
+
+    def read_current(
+        self, after: Sequence[tuple[UUID, int]], positions_of: UUID, versions: Sequence[int]
+    ) -> CurrentRead:
+        """Embedded, so no round trips to save: the usual reads, the head first."""
+        head = self.max_notification_id() or 0
+        newer = {
+            aggregate_id: list(self.select_events(aggregate_id, gt=version))
+            for aggregate_id, version in after
+        }
+        wanted = set(versions)
+        positions = {v: p for v, p in self.positions(positions_of).items() if v in wanted}
+        return CurrentRead(newer, positions, head)
 
     # -------------------------------------------------------------- data keys
 

@@ -6,14 +6,17 @@ saved, so each one's copy goes stale when the other writes.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
+from adapters.postgres.recorder import AccordPostgresRecorder
 from application import commands as c
 from application.aggregate_cache import AggregateCache
 from application.errors import NotFoundError
+from domain.aggregate import Aggregate
 from domain.customer import Customer, PersonalDataErased, TierChanged
 from domain.errors import DomainError
 from domain.partner import Partner
@@ -200,3 +203,152 @@ def test_a_read_of_an_unknown_or_wrong_kind_of_aggregate_is_not_found(
     with pytest.raises(NotFoundError), app.executor.reading(Customer, uuid4()):
         pass
     assert isinstance(app.executor.cache.take(customer_id), Customer)  # still cached
+
+
+def _customer(version: int = 1) -> Customer:
+    return Customer.model_construct(created_on=NOW, modified_on=NOW, id=uuid4(), version=version)
+
+
+def _take_in_thread(
+    cache: AggregateCache, aggregate_id: UUID, wait: float
+) -> tuple[threading.Thread, list[Aggregate | None]]:
+    got: list[Aggregate | None] = []
+
+    def take() -> None:
+        got.append(cache.take(aggregate_id, wait=wait))
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    return taker, got
+
+
+def test_a_copy_lent_out_is_waited_for_and_handed_over_when_given_back() -> None:
+    cache = AggregateCache(max_size=10)
+    customer = _customer()
+    cache.give_back(customer)
+    assert cache.take(customer.id) is customer  # lent out
+
+    taker, got = _take_in_thread(cache, customer.id, wait=60)
+    taker.join(timeout=0.2)
+    assert taker.is_alive()  # waiting for it, not loading it
+    cache.give_back(customer)
+    taker.join(timeout=30)
+
+    assert got == [customer]
+
+
+@pytest.mark.parametrize("give_up", ["settle", "discard", "clear"])
+def test_a_copy_given_up_by_its_holder_wakes_whoever_waits_for_it(give_up: str) -> None:
+    cache = AggregateCache(max_size=10)
+    customer = _customer()
+    cache.give_back(customer)
+    assert cache.take(customer.id) is customer
+
+    taker, got = _take_in_thread(cache, customer.id, wait=60)
+    taker.join(timeout=0.2)
+    assert taker.is_alive()
+    if give_up == "clear":
+        cache.clear()
+    else:
+        getattr(cache, give_up)(customer.id)
+    taker.join(timeout=30)
+
+    assert not taker.is_alive()
+    assert got == [None]  # the caller loads it from the store
+
+
+def test_a_copy_never_given_back_is_waited_for_only_once() -> None:
+    cache = AggregateCache(max_size=10)
+    customer = _customer()
+    cache.give_back(customer)
+    cache.take(customer.id)  # and never given back: its command failed
+
+    assert cache.take(customer.id, wait=0.01) is None  # waited, gave up
+    taker, got = _take_in_thread(cache, customer.id, wait=60)
+    taker.join(timeout=30)
+
+    assert not taker.is_alive()  # no second wait
+    assert got == [None]
+
+
+def test_an_aggregate_never_cached_is_not_waited_for() -> None:
+    cache = AggregateCache(max_size=10)
+    taker, got = _take_in_thread(cache, uuid4(), wait=60)
+    taker.join(timeout=30)
+    assert not taker.is_alive()
+    assert got == [None]
+
+
+def test_a_refused_command_leaves_nothing_for_a_read_to_wait_for(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    """A refusal drops the copy it decided on; the executor says so, so nobody waits for it."""
+    app = make_accord(clock=clock)
+    customer_id = new_customer(app)
+    with pytest.raises(DomainError):
+        app.customers.change_tier(
+            c.ChangeTier(customer_id=customer_id, to_tier="STANDARD", reason="already"), CTX
+        )
+
+    taker, got = _take_in_thread(app.executor.cache, customer_id, wait=60)
+    taker.join(timeout=30)
+
+    assert not taker.is_alive()
+    assert got == [None]
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_a_consent_check_on_cached_aggregates_is_one_read_of_the_store(
+    make_accord: AccordFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both copies brought up to date, the head and the consent's position: one statement."""
+    app = make_accord(clock=clock)
+    partner_id = active_partner(app, clock.now())
+    customer_id = new_customer(app)
+    granted = app.customers.grant_consent(grant(customer_id, partner_id, clock.now()), CTX)
+    categories = (DataCategory.IDENTITY,)
+    app.compliance.check_consent(customer_id, partner_id, Purpose.JOINT_SERVICE, categories)
+    recorder = app.log.recorder
+    assert isinstance(recorder, AccordPostgresRecorder)
+    datastore = recorder.datastore
+    checkout = datastore.get_connection
+    checkouts: list[None] = []
+
+    def counted() -> object:
+        checkouts.append(None)
+        return checkout()
+
+    monkeypatch.setattr(datastore, "get_connection", counted)
+    check = app.compliance.check_consent(customer_id, partner_id, Purpose.JOINT_SERVICE, categories)
+    monkeypatch.undo()
+
+    assert check.allowed
+    assert len(checkouts) == 1
+    [evidence] = check.evidence
+    assert evidence.granted_position == granted.position
+    assert check.position == log_position(app)
+
+
+def test_a_consent_recorded_elsewhere_since_the_copy_was_cached_is_cited_at_its_position(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    here, elsewhere = make_accord(clock=clock), make_accord(clock=clock)
+    partner_id = active_partner(here, clock.now())
+    customer_id = new_customer(here)
+    categories = (DataCategory.IDENTITY,)
+    before = here.compliance.check_consent(
+        customer_id, partner_id, Purpose.JOINT_SERVICE, categories
+    )
+    assert not before.allowed  # and both copies are cached here now
+
+    granted = elsewhere.customers.grant_consent(grant(customer_id, partner_id, clock.now()), CTX)
+    clock.advance(seconds=1)
+    check = here.compliance.check_consent(
+        customer_id, partner_id, Purpose.JOINT_SERVICE, categories
+    )
+
+    assert check.allowed
+    [evidence] = check.evidence
+    assert evidence.consent.consent_id == granted.entity_id
+    assert evidence.granted_position == granted.position
+    assert check.position == log_position(here)
