@@ -10,6 +10,7 @@ events (ids and log positions) that justify them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -96,7 +97,7 @@ class ComplianceQueries:
         # cache, with the head and the consents' positions: one round trip when cached.
         with executor.reading_current(
             ((Customer, customer_id), (Partner, partner_id)),
-            lambda held: (customer_id, _consent_versions(held[0])),
+            lambda held: (customer_id, _cited_versions(_consents_of(held[0]))),
         ) as read:
             now_state, now_partner = read.aggregates
             assert isinstance(now_state, Customer)
@@ -145,13 +146,7 @@ class ComplianceQueries:
             at=at,
         )
         considered = dict.fromkeys(cid for d in decision.categories for cid in d.consent_ids)
-        cited = {
-            version
-            for cid in considered
-            for version in (consents[cid].granted_version, consents[cid].withdrawal_version)
-            if version is not None
-        }
-        if not cited <= positions.keys():
+        if not set(_cited_versions(consents[cid] for cid in considered)) <= positions.keys():
             # A consent the read did not know to ask about (recorded since the cached
             # copy was taken): read them all.
             positions = self.log.journal.positions(customer_id)
@@ -237,13 +232,16 @@ class ComplianceQueries:
         return state if isinstance(state, kind) else None
 
 
-def _consent_versions(customer: Aggregate) -> list[int]:
-    """The versions that granted or withdrew the customer's consents (whose positions
-    a check cites)."""
+def _consents_of(customer: Aggregate) -> Iterable[Consent]:
     assert isinstance(customer, Customer)
-    versions = []
-    for consent in customer.consents.values():
-        versions.append(consent.granted_version)
-        if consent.withdrawal_version is not None:
-            versions.append(consent.withdrawal_version)
-    return versions
+    return customer.consents.values()
+
+
+def _cited_versions(consents: Iterable[Consent]) -> list[int]:
+    """The versions that granted or withdrew ``consents``: what a check's evidence cites."""
+    return [
+        version
+        for consent in consents
+        for version in (consent.granted_version, consent.withdrawal_version)
+        if version is not None
+    ]

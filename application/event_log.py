@@ -194,19 +194,12 @@ class EventLog(Application[UUID]):
         assert isinstance(aggregate, Aggregate)
         return aggregate
 
-    def fast_forward(self, aggregate: A) -> A:
-        """``aggregate`` with whatever was recorded after its version applied (one read)."""
-        newer = self.events.get(aggregate.id, gt=aggregate.version)
-        result = _project(aggregate, newer)  # type: ignore[arg-type]
-        assert isinstance(result, type(aggregate))
-        return result
-
     def read_current(
         self, aggregates: Sequence[A], positions_of: UUID, versions: Sequence[int]
     ) -> tuple[list[A], dict[int, int], int]:
         """Each aggregate fast-forwarded, with the positions of ``versions`` of
-        ``positions_of`` and the log's head, all from one read (``fast_forward``
-        and the journal's lookups would cost a round trip each)."""
+        ``positions_of`` and the log's head, all from one read (one round trip
+        where reading each would cost one apiece)."""
         current = self.journal.read_current(
             [(aggregate.id, aggregate.version) for aggregate in aggregates], positions_of, versions
         )

@@ -326,40 +326,21 @@ class CommandExecutor:
         return _Batch(self, items, ctx, kind).run()
 
     @contextmanager
-    def reading(self, kind: type[A], aggregate_id: UUID) -> Iterator[A]:
-        """The aggregate as stored now, for a read that ends with the block.
-
-        A cached copy is taken out (no command can change it meanwhile),
-        brought up to date with one read of anything recorded since, and given
-        back afterwards, so a read costs one round trip instead of a load and
-        leaves the next command a current copy. A copy another read or a
-        command holds is waited for (briefly) rather than loaded again.
-        """
-        cached = self.cache.take(aggregate_id, wait=LENT_WAIT)
-        if cached is None:
-            aggregate = self.load(kind, aggregate_id)
-        elif isinstance(cached, kind):
-            aggregate = guarded(lambda: self.log.fast_forward(cached))
-        else:
-            self.cache.give_back(cached)
-            raise NotFoundError(kind.type_name, aggregate_id)
-        try:
-            yield aggregate
-        finally:
-            self.cache.give_back(aggregate)
-
-    @contextmanager
     def reading_current(
         self,
         wanted: Sequence[tuple[type[Aggregate], UUID]],
         positions: Callable[[Sequence[Aggregate]], tuple[UUID, Sequence[int]]],
     ) -> Iterator[Reading]:
-        """Several aggregates as stored now, with the log's head and some positions.
+        """Several aggregates as stored now, with the log's head and some positions,
+        for a read that ends with the block.
 
-        ``reading`` for each, but the cached copies are brought up to date, and
+        Cached copies are taken out (no command can change them meanwhile; one
+        another read or a command holds is waited for, briefly, rather than
+        loaded again), brought up to date, and given back afterwards, so the
+        next command finds a current copy. Bringing them up to date and reading
         the head and the positions ``positions`` names (given the copies as
-        taken) are read, in one round trip: a consent check's reads cost one
-        round trip instead of four. An aggregate not cached is loaded first.
+        taken) is one round trip: a consent check's reads cost one instead of
+        four. An aggregate not cached is loaded first.
         """
         held: list[Aggregate] = []
         try:

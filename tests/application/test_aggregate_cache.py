@@ -198,9 +198,15 @@ def test_a_read_of_an_unknown_or_wrong_kind_of_aggregate_is_not_found(
 ) -> None:
     app = make_accord(clock=clock)
     customer_id = new_customer(app)
-    with pytest.raises(NotFoundError), app.executor.reading(Partner, customer_id):
+    with (
+        pytest.raises(NotFoundError),
+        app.executor.reading_current([(Partner, customer_id)], lambda _: (customer_id, ())),
+    ):
         pass
-    with pytest.raises(NotFoundError), app.executor.reading(Customer, uuid4()):
+    with (
+        pytest.raises(NotFoundError),
+        app.executor.reading_current([(Customer, uuid4())], lambda _: (customer_id, ())),
+    ):
         pass
     assert isinstance(app.executor.cache.take(customer_id), Customer)  # still cached
 
