@@ -39,14 +39,15 @@ class Plan:
         return self.bodies.body(state)
 
 
-def encode(payload: dict[str, Any]) -> str:
-    """``payload`` as ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes it.
+def encode(payload: dict[str, Any]) -> bytes:
+    """``payload`` as ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes it,
+    in UTF-8.
 
     For the values a vouched-for body holds (strings, integers, booleans,
     nulls, lists), and the plaintexts the vault opens, orjson writes the same
     bytes, in a tenth of the time.
     """
-    return orjson.dumps(payload).decode()
+    return orjson.dumps(payload)
 
 
 @cache

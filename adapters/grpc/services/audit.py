@@ -3,10 +3,14 @@
 Events are served only up to the audit trail's position, so every one of
 them carries its chain hash. The log is read a page of positions at a time
 (with the type filters pushed into the read), with the trail's entries for
-that page in one more read, so memory is bounded by a batch and a page
-however long the log. Following waits for the trail in
+that page (in the same statement on PostgreSQL, one more read elsewhere),
+so memory is bounded by a batch and a page however long the log. Following waits for the trail in
 short, bounded steps, so a stream notices within a second that its client
 went away or its deadline is near, and sends a heartbeat when idle.
+
+A batch is never built as message objects: each event is written in its
+serialised form (``EventTranslator.stored_wire``) and the batch is their
+concatenation, parsed once into the response.
 
 A batch also ends once its events reach ``BATCH_BYTES``, so no message comes
 near the 4 MiB limit however large the events are. A slow reader is paced by
@@ -30,13 +34,13 @@ from uuid import UUID
 
 from adapters.grpc import server
 from adapters.grpc.errors import RpcError, invalid
-from adapters.grpc.events import Disclosure, Events, EventTranslator
+from adapters.grpc.events import EVENTS_FIELD, Disclosure, EventTranslator, delimited
 from adapters.grpc.generated.accord.v1 import audit_pb2, audit_pb2_grpc
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log, log_position, read_wait
 from adapters.grpc.state import customer_message, partner_message
 from adapters.grpc.translate import MAX_REPEATED, instant_in, uuid_in
-from adapters.postgres.views import PostgresViewStore
+from adapters.postgres.views import PostgresReader, PostgresViewStore, Row
 from application.errors import FieldViolation, NotFoundError
 from application.service import Accord
 from domain.events import DomainEvent
@@ -63,9 +67,6 @@ DEADLINE_MARGIN = 0.5
 
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 
-Row = tuple[int, Any, int, str, bytes]
-"""A stored event as the log holds it: position, originator id and version, topic, state."""
-
 
 def _batch_size(requested: int, violations: list[FieldViolation]) -> int:
     if requested < 0:
@@ -90,17 +91,21 @@ def _batch(messages: Iterator[audit_pb2.Event], limit: int) -> tuple[list[audit_
     return taken, False
 
 
-def _fill(
-    response: audit_pb2.ReadEventsResponse, messages: Iterator[audit_pb2.Event], limit: int
-) -> bool:
-    """``_batch``, with ``messages`` made in ``response.events`` (not copied there after)."""
-    events = response.events
-    size = 0
-    for message in messages:
-        size += message.ByteSize()
-        if len(events) >= limit or size >= BATCH_BYTES:
-            return True
-    return False
+def _filled(events: Iterator[tuple[int, bytes]], limit: int) -> tuple[bytes, int, bool]:
+    """The next ``limit`` of ``events`` as a response's ``events`` field, fewer if they reach
+    ``BATCH_BYTES`` first.
+
+    With the position of the last one taken (0: none), and whether the batch
+    ended at a limit (more may follow). What is not taken is never made.
+    """
+    parts: list[bytes] = []
+    size = last = 0
+    for last, wire in events:
+        parts.append(delimited(EVENTS_FIELD, wire))
+        size += len(wire)
+        if len(parts) >= limit or size >= BATCH_BYTES:
+            return b"".join(parts), last, True
+    return b"".join(parts), last, False
 
 
 def _not_negative(field: str, value: int, violations: list[FieldViolation]) -> None:
@@ -165,6 +170,14 @@ class _Filter:
         return self.types is None or doc["type"] in self.types
 
 
+@dataclass(frozen=True)
+class _Page:
+    """A page of the log, and the trail's entries of its events by position."""
+
+    rows: list[Row]
+    entries: dict[int, Doc]
+
+
 class _LogCursor:
     """Where one ReadEvents stream is in the log, holding the rest of the page it read last.
 
@@ -180,8 +193,8 @@ class _LogCursor:
     Filtered, a page spans ``LOG_PAGE`` positions, since few of its events may
     pass. Unfiltered, pages after the first are sized by the events seen so far
     to hold about ``PAGE_BYTES``, never more events than a batch: a log of
-    small events is read in few round trips (each page also costs a read of
-    the trail, and each read a pool checkout), one of large events in pages
+    small events is read in few round trips (each costs a pool checkout, and
+    outside PostgreSQL a read of the trail too), one of large events in pages
     that stay small.
     """
 
@@ -197,24 +210,23 @@ class _LogCursor:
         self.entries: dict[int, Doc] = {}
         """The trail's entries of the ``pending`` events, by position."""
 
-    def messages(
-        self, head: int, disclosure: Disclosure, into: Events
-    ) -> Iterator[audit_pb2.Event]:
+    def events(self, head: int, disclosure: Disclosure) -> Iterator[tuple[int, bytes]]:
         """The events up to ``head`` that pass, lazily: a batch takes what it can hold.
 
-        Each is made in ``into``. The data keys a page needs are read in one go:
-        the rest of a page when a batch starts (its disclosure is new), a page
-        when it is read.
+        Each as its position and its serialised message. The data keys a page
+        needs are read in one go: the rest of a page when a batch starts (its
+        disclosure is new), a page when it is read.
         """
-        message = self.servicer.translator.stored_message
+        wire = self.servicer.translator.stored_wire
         disclosure.prefetch(row[1] for row in self.pending)
         while True:
             pending = self.pending
             while pending and pending[0][0] <= head:
                 position, originator_id, version, topic, state = pending.popleft()
                 entry = self.entries.pop(position)
-                yield message(
-                    position, originator_id, version, topic, state, entry, disclosure, into
+                yield (
+                    position,
+                    wire(position, originator_id, version, topic, state, entry, disclosure),
                 )
             if pending or self.none_pass or self.read_to >= head:
                 return
@@ -223,13 +235,14 @@ class _LogCursor:
 
     def _read(self, head: int) -> None:
         stop = min(head, self.read_to + self.span)
-        page = self.servicer._log_rows(self.read_to + 1, stop, self.topics, self.span)
-        self.entries = self.servicer._trail_entries([row[0] for row in page])
-        self.pending.extend(page)
+        page = self.servicer._log_page(self.read_to + 1, stop, self.topics, self.span)
+        rows = page.rows
+        self.entries = page.entries
+        self.pending.extend(rows)
         self.read_to = stop
-        if page and not self.topics:
-            stored = sum(len(row[4]) for row in page)
-            fits = PAGE_BYTES * len(page) // max(stored, 1)
+        if rows and not self.topics:
+            stored = sum(len(row[4]) for row in rows)
+            fits = PAGE_BYTES * len(rows) // max(stored, 1)
             self.span = max(1, min(fits, self.batch_size, MAX_BATCH))
 
 
@@ -256,6 +269,23 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 start=start, limit=limit, stop=stop, topics=topics
             )
         ]
+
+    def _log_page(self, start: int, stop: int, topics: Sequence[str], limit: int) -> _Page:
+        """``_log_rows`` with the trail's entries for them: in one read where the store can.
+
+        From PostgreSQL, one statement reads both (in one snapshot); an entry
+        it cannot take apart there (or a missing one) sends the page the long
+        way, which reads the entries as documents (and fails for a missing one).
+        """
+        with self.read_models.read(audit_trail.NAME) as reader:
+            if isinstance(reader, PostgresReader):
+                joined = reader.log_with_entries(start, stop, topics, limit)
+                entries = {row[0]: entry for row, entry in joined if entry is not None}
+                rows = [row for row, _ in joined]
+                if len(entries) == len(rows):
+                    return _Page(rows, entries)
+        rows = self._log_rows(start, stop, topics, limit)
+        return _Page(rows, self._trail_entries([row[0] for row in rows]))
 
     # -------------------------------------------------------------- the trail
 
@@ -339,10 +369,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             return self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
         head = self._trail_head()
         disclosure = self.translator.disclosure(show_personal=show_personal)
-        response = audit_pb2.ReadEventsResponse()
-        events = response.events
-        more = _fill(response, cursor.messages(head, disclosure, events), wanted.batch_size)
-        examined = events[-1].position if more else max(head, after)
+        events, last, more = _filled(cursor.events(head, disclosure), wanted.batch_size)
+        response = audit_pb2.ReadEventsResponse.FromString(events)
+        examined = last if more else max(head, after)
         response.position = examined
         response.caught_up = examined >= head
         return response

@@ -15,12 +15,14 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from psycopg.sql import SQL
 
 from adapters.grpc import interceptor
 from adapters.grpc.generated.accord.v1 import audit_pb2
 from adapters.grpc.services import audit
 from adapters.grpc.services.audit import AuditServicer
 from adapters.grpc.tokens import LOCAL_ADMIN, Principal
+from adapters.postgres.views import PostgresViewStore
 from application import commands as c
 from application.service import Accord
 from projections.audit_trail import AuditTrail
@@ -73,14 +75,14 @@ def reads(servicer: AuditServicer, monkeypatch: pytest.MonkeyPatch) -> list[tupl
     """The (start, stop) of every read of the log (stop -1: none), with small pages and batches."""
     monkeypatch.setattr(audit, "LOG_PAGE", PAGE)
     monkeypatch.setattr(audit, "BATCH_BYTES", 2500)
-    select = servicer._log_rows
+    select = servicer._log_page
     seen: list[tuple[int, int]] = []
 
     def recording(start: int, stop: int, topics: Any, limit: int) -> Any:
         seen.append((start, stop))
         return select(start, stop, topics, limit)
 
-    monkeypatch.setattr(servicer, "_log_rows", recording)
+    monkeypatch.setattr(servicer, "_log_page", recording)
     return seen
 
 
@@ -182,6 +184,37 @@ def test_the_log_rows_are_the_library_s_notifications(
         assert [(p, str(o), v, t, bytes(s)) for p, o, v, t, s in rows] == [
             (p, str(o), v, t, bytes(s)) for p, o, v, t, s in expected
         ]
+
+
+@pytest.mark.parametrize("topics", [(), ("customer.registered",)])
+def test_a_page_holds_the_log_rows_and_the_trail_s_entries_for_them(
+    servicer: AuditServicer, topics: tuple[str, ...]
+) -> None:
+    """However the page is read (in one statement on PostgreSQL), what two reads give."""
+    log = _log(servicer)
+    for start, stop, limit in [(1, log[-1].id, 10_000), (5, 40, 7), (3, 2, 10)]:
+        page = servicer._log_page(start, stop, topics, limit)
+        rows = servicer._log_rows(start, stop, topics, limit)
+        assert page.rows == rows
+        assert page.entries == servicer._trail_entries([row[0] for row in rows])
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_a_page_missing_an_entry_of_the_trail_is_refused_naming_it(
+    servicer: AuditServicer,
+) -> None:
+    """The one-statement read does not take a missing entry for an event without one."""
+    views = servicer.read_models.views
+    assert isinstance(views, PostgresViewStore)
+    log = _log(servicer)
+    with views.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            SQL("DELETE FROM {} WHERE position = %s").format(views.tables["entries"]),
+            (log[4].id,),
+        )
+    with pytest.raises(RuntimeError, match=f"no entry at position {log[4].id}"):
+        servicer._log_page(1, log[-1].id, (), 100)
+    assert len(servicer._log_page(1, log[3].id, (), 100).entries) == 4
 
 
 @pytest.mark.parametrize("principal", [LOCAL_ADMIN, AUDITOR], ids=["personal", "redacted"])
