@@ -149,6 +149,7 @@ class EventLog(Application[UUID]):
             else:
                 raise TypeError(f"not an Accord aggregate or event: {type(obj).__name__}")
         processing_event.saved_kwargs.update(kwargs)
+        self.event_mapper.prefetch_keys(processing_event.events)
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 from application import commands as c
 from application.errors import IdempotencyKeyReusedError, InvalidCommandError, NotFoundError
+from application.personal_data import WrappedKey
 from application.results import CommandResult
 from application.settings import Settings
 from domain.customer import InteractionRecorded
@@ -184,3 +186,40 @@ def test_an_unknown_partner_refuses_only_its_items(
     assert isinstance(results[0], NotFoundError)
     assert isinstance(results[1], CommandResult)
     assert results[1].version == 2
+
+
+def test_a_batch_reads_the_data_keys_it_seals_with_in_one_read(
+    make_accord: AccordFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys leave the vault's cache after seconds; a batch must not then read them one by one."""
+    app = make_accord(clock=clock)
+    customers = [new_customer(app) for _ in range(3)]
+    vault = app.log.vault
+    for customer_id in customers:
+        vault.forget(customer_id)  # as if their cached keys had expired
+    store = vault.store
+    one_by_one: list[UUID] = []
+    together: list[set[UUID]] = []
+    read_one, read_many = store.get_data_key, store.get_data_keys
+
+    def counted_one(customer_id: UUID) -> WrappedKey | None:
+        one_by_one.append(customer_id)
+        return read_one(customer_id)
+
+    def counted_many(customer_ids: Sequence[UUID]) -> dict[UUID, WrappedKey]:
+        together.append(set(customer_ids))
+        return read_many(customer_ids)
+
+    monkeypatch.setattr(store, "get_data_key", counted_one)
+    monkeypatch.setattr(store, "get_data_keys", counted_many)
+    now = clock.now()
+
+    results = app.customers.record_interactions(
+        [purchase(customer_id, "10", now, summary="renewal") for customer_id in customers], CTX
+    )
+
+    assert all(isinstance(result, CommandResult) for result in results)
+    assert one_by_one == []
+    assert together == [set(customers)]
+    events = app.log.recorder.select_notifications(start=log_position(app) - 2, limit=3)
+    assert [b"$enc" in event.state for event in events] == [True, True, True]
