@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 from uuid import UUID
@@ -185,33 +186,35 @@ class EventTranslator:
         A replay sends every event it reads, so the message is never built as
         an object: its bytes are what ``SerializeToString`` gives for the
         message ``decoded_message`` builds (fields in number order, empty ones
-        left out), and a response is their concatenation (``event_field``).
+        left out), so a response's ``events`` are these, each ``delimited``
+        under ``EVENTS_FIELD``.
         """
-        plan = payloads.plan(topic, ENVELOPE)
-        body = None if plan is None else plan.body(state)
-        if plan is None or body is None:
+        kind = _kinds[topic] if topic in _kinds else _kind(topic)
+        body = None if kind is None else kind.plan.body(state)
+        if kind is None or body is None:
             stored = StoredEvent(originator_id, version, topic, state)
             return self.decoded_message(stored, position, trail, disclosure).SerializeToString()
         _check_trail(trail, position, version)
         customer_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-        fields = {name: body[name] for name in plan.fields}
-        for name, context in plan.personal:
-            fields[name] = disclosure.stored_value(customer_id, context, fields[name])
+        fields = {name: body[name] for name in kind.plan.fields}
+        for name, context in kind.plan.personal:
+            if value := fields[name]:  # "" and None read the same for everyone
+                fields[name] = disclosure.stored_value(customer_id, context, value)
         return b"".join(
             (
                 _POSITION,
                 _varint(position),
                 _AGGREGATE_ID,
                 str(customer_id).encode(),
-                _constant(_AGGREGATE_TYPE, plan.aggregate_type),
+                kind.aggregate_type,
                 _VERSION,
                 _varint(version),
-                _constant(_TYPE, topic),
+                kind.type,
                 _recorded_at(body["timestamp"]),
                 _text(_ACTOR, body["actor"]),
                 _text(_REQUEST_ID, body["request_id"]),
                 _text(_CORRELATION_ID, body["correlation_id"]),
-                _text(_PAYLOAD, payloads.encode(fields)),
+                delimited(_PAYLOAD, payloads.encode(fields)),
                 _text(_HASH, trail["hash"]),
                 _text(_SUMMARY, trail["summary"]),
             )
@@ -298,10 +301,27 @@ def _text(tag: bytes, value: str | bytes) -> bytes:
     return delimited(tag, value.encode() if isinstance(value, str) else value)
 
 
-@cache
-def _constant(tag: bytes, value: str) -> bytes:
-    """A string field of few values (an aggregate type, a topic), written once each."""
-    return _text(tag, value)
+@dataclass(frozen=True)
+class _Kind:
+    """What the wire form of one topic's vouched-for events needs, looked up once."""
+
+    plan: payloads.Plan
+    aggregate_type: bytes
+    """Field 3, written."""
+    type: bytes
+    """Field 5, written."""
+
+
+_kinds: dict[str, _Kind | None] = {}
+
+
+def _kind(topic: str) -> _Kind | None:
+    plan = payloads.plan(topic, ENVELOPE)
+    kind = None
+    if plan is not None:
+        kind = _Kind(plan, _text(_AGGREGATE_TYPE, plan.aggregate_type), _text(_TYPE, topic))
+    _kinds[topic] = kind
+    return kind
 
 
 @lru_cache(maxsize=4096)
