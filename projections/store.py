@@ -140,16 +140,25 @@ class Commit:
     def doc_rows(
         self,
     ) -> tuple[list[tuple[str, int, str, str, str | None, str]], list[tuple[str, int, str, str]]]:
-        """The documents to write, as rows, and the keys of those to delete."""
+        """The documents to write, as rows, and the keys of those to delete.
+
+        A document changed more than once counts once, as its last change left
+        it: a store may then write them all in one statement, which must not
+        touch a row twice.
+        """
         texts = self.texts if self.texts is not None else self.encode()
         name, generation = self.name, self.generation
+        last = {
+            (kind, key): (group, text)
+            for (kind, key, group, _), text in zip(self.changes, texts, strict=True)
+        }
         upserts = [
             (name, generation, kind, key, group, text)
-            for (kind, key, group, _), text in zip(self.changes, texts, strict=True)
+            for (kind, key), (group, text) in last.items()
             if text is not None
         ]
         deletes = [
-            (name, generation, kind, key) for kind, key, _, doc in self.changes if doc is None
+            (name, generation, kind, key) for (kind, key), (_, text) in last.items() if text is None
         ]
         return upserts, deletes
 

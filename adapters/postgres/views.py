@@ -372,22 +372,32 @@ class PostgresViewStore:
         if curs.rowcount != 1:
             return False
         upserts, deletes = commit.doc_rows()
+        # One statement each, the columns as arrays in binary: row by row
+        # (``executemany``), psycopg's Python spent about 20 us a document.
         if upserts:
-            curs.executemany(
+            curs.execute(
                 self.sql(
-                    "INSERT INTO {docs} VALUES (%s, %s, %s, %s, %s, %s) "
+                    "INSERT INTO {docs} (projection, generation, kind, key, grp, doc) "
+                    "SELECT %s, %s, * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
                     "ON CONFLICT (projection, generation, kind, key) "
                     "DO UPDATE SET grp = excluded.grp, doc = excluded.doc"
                 ),
-                upserts,
+                (
+                    name,
+                    generation,
+                    [row[2] for row in upserts],
+                    [row[3] for row in upserts],
+                    [row[4] for row in upserts],
+                    [row[5] for row in upserts],
+                ),
             )
         if deletes:
-            curs.executemany(
+            curs.execute(
                 self.sql(
-                    "DELETE FROM {docs} "
-                    "WHERE projection = %s AND generation = %s AND kind = %s AND key = %s"
+                    "DELETE FROM {docs} WHERE projection = %s AND generation = %s "
+                    "AND (kind, key) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
                 ),
-                deletes,
+                (name, generation, [row[2] for row in deletes], [row[3] for row in deletes]),
             )
         if commit.entries:
             # COPY: a fraction of the server's and the client's cost of row-by-row

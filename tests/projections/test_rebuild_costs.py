@@ -92,6 +92,42 @@ def test_entries_are_kept_by_position_read_by_group_and_cleared_with_their_gener
     assert views.dump("trail", 7) == {}
 
 
+def test_a_commit_writes_each_document_as_its_last_change_left_it(
+    accord: Accord, make_read_models: ReadModelsFactory
+) -> None:
+    """The store writes a commit's documents in one statement, which sees no order among them."""
+    views = make_read_models(accord).views
+    views.start("docs", 3)
+    many = [("customer", f"c{i}", f"g{i % 3}", {"n": i, "s": 'é"\\'}) for i in range(600)]
+    assert views.commit("docs", 3, 0, 1, list(many))
+    assert views.dump("docs", 3) == {(k, key): (g, doc) for k, key, g, doc in many}
+
+    changed = [
+        ("customer", "c0", "g0", {"n": "first"}),
+        ("customer", "c0", "g7", {"n": "again"}),  # changed twice: the last change stays
+        ("customer", "c1", None, None),  # deleted
+        ("customer", "c2", None, None),
+        ("customer", "c2", "g9", {"n": "back"}),  # deleted, then written again
+        ("customer", "c3", "g3", {"n": "brief"}),
+        ("customer", "c3", None, None),  # written, then deleted
+        ("customer", "new", None, {"n": "new"}),
+    ]
+    assert views.commit("docs", 3, 1, 2, changed)
+    after = views.dump("docs", 3)
+    assert after[("customer", "c0")] == ("g7", {"n": "again"})
+    assert after[("customer", "c2")] == ("g9", {"n": "back"})
+    assert after[("customer", "new")] == (None, {"n": "new"})
+    assert ("customer", "c1") not in after
+    assert ("customer", "c3") not in after
+    assert after[("customer", "c599")] == ("g2", {"n": 599, "s": 'é"\\'})
+    assert len(after) == 600 - 2 + 1
+
+    # A commit whose tracking position has moved on writes nothing.
+    assert not views.commit("docs", 3, 1, 3, [("customer", "c4", None, None)])
+    assert views.dump("docs", 3) == after
+    assert views.position("docs", 3) == 2
+
+
 # --------------------------------------------------------- the audit trail
 
 
