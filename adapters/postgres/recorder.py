@@ -171,11 +171,11 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         self.read_current_statement = SQL(
             "SELECT 0 AS part, e.originator_id, e.originator_version, e.topic, e.state, "
             "NULL::bigint AS position "
-            "FROM unnest(%s::uuid[], %s::bigint[]) AS a(id, after) "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS a(id, after) "
             "JOIN {events} e ON e.originator_id = a.id AND e.originator_version > a.after "
             "UNION ALL "
             "SELECT 1, NULL, originator_version, NULL, NULL, notification_id FROM {events} "
-            "WHERE originator_id = %s AND originator_version = ANY(%s::bigint[]) "
+            "WHERE originator_id = %s AND originator_version = ANY(%b::bigint[]) "
             "UNION ALL "
             "SELECT 2, NULL, NULL, NULL, NULL, max(notification_id) FROM {events}"
         ).format(events=self.events_table)
@@ -280,7 +280,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(
                 SQL(
                     "INSERT INTO {} SELECT * FROM unnest("
-                    "%s::text[], %s::text[], %s::uuid[], %s::bigint[], %s::uuid[])"
+                    "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[])"
                 ).format(self.requests_table),
                 (
                     [r.request_id for r in requests],
@@ -338,7 +338,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 SQL(
                     "SELECT r.*, e.notification_id AS position FROM {} r JOIN {} e "
                     "ON e.originator_id = r.aggregate_id AND e.originator_version = r.version "
-                    "WHERE r.request_id = ANY(%s::text[])"
+                    "WHERE r.request_id = ANY(%b::text[])"
                 ).format(self.requests_table, self.events_table),
                 (list(request_ids),),
                 prepare=True,
@@ -422,7 +422,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(
                 SQL(
                     "SELECT customer_id, wrapped_key, master_key_id FROM {} "
-                    "WHERE customer_id = ANY(%s)"
+                    "WHERE customer_id = ANY(%b::uuid[])"
                 ).format(self.keys_table),
                 (list(customer_ids),),
                 prepare=True,

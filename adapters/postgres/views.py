@@ -318,7 +318,7 @@ class PostgresViewStore:
             rows.execute(
                 self.sql(
                     "SELECT key, doc FROM {docs} WHERE projection = %s AND generation = %s "
-                    "AND kind = %s AND key = ANY(%s)"
+                    "AND kind = %s AND key = ANY(%b::text[])"
                 ),
                 (name, generation, kind, list(keys)),
             )
