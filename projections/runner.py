@@ -348,10 +348,7 @@ class ProjectionRunner:
         return state
 
     def active_position(self, name: str) -> int:
-        state = self.views.state(name)
-        if state is None:
-            return 0
-        return self.views.position(name, state[0]) or 0
+        return self.views.active().get(name, (0, 0))[1]
 
     # --------------------------------------------------------------- batches
 
@@ -592,10 +589,15 @@ class ProjectionRunner:
     def step(self, names: Iterable[str] | None = None) -> int:
         """Apply one batch to every (named) active read model that is behind; events applied."""
         chosen = self.projections if names is None else {n: self.projections[n] for n in names}
+        active = self.views.active()
         groups: dict[int, list[Lane]] = {}
         for projection in chosen.values():
-            generation, _ = self.ensure_started(projection)
-            position = self.views.position(projection.name, generation) or 0
+            known = active.get(projection.name)
+            if known is None:  # never built: its first generation starts empty
+                generation, _ = self.ensure_started(projection)
+                position = self.views.position(projection.name, generation) or 0
+            else:
+                generation, position = known
             groups.setdefault(position, []).append(Lane(projection, generation, position))
         applied = 0
         # Read models at the same position share a read, a decode and a transaction;

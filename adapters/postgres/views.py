@@ -202,6 +202,24 @@ class PostgresViewStore:
             row = curs.fetchone()
         return int(row["position"]) if row else None
 
+    def active(self) -> dict[str, tuple[int, int]]:
+        # One statement on its own (the pool's connections commit each one): no
+        # BEGIN and ROLLBACK round trips around it, as a follower asks every batch.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(
+                self.sql(
+                    "SELECT s.projection, s.generation, coalesce(t.position, 0) "
+                    "FROM {state} s LEFT JOIN {tracking} t "
+                    "ON t.projection = s.projection AND t.generation = s.generation"
+                ),
+                prepare=True,
+            )
+            rows = curs.fetchall()
+        return {name: (int(generation), int(position)) for name, generation, position in rows}
+
     def start(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as curs:
             for table in ("docs", "entries"):
@@ -352,69 +370,101 @@ class PostgresViewStore:
         return self.commit_all([commit])[0]
 
     def commit_all(self, commits: Sequence[Commit], *, durable: bool = True) -> list[bool]:
-        outcomes = []
+        """Every read model's share in one statement per kind of write, not one each.
+
+        A follower commits each batch for all the read models at once; under a
+        trickle of commands a batch holds an event or two, and a statement per
+        read model and kind (tracking, documents, entries) was most of its
+        cost. The tracking moves come first, in one ``UPDATE``: the changes of
+        a read model whose position was not ``expected`` are then left out.
+        """
+        if not commits:
+            return []
         with self.datastore.transaction(commit=True) as curs:
             if not durable:
                 curs.execute("SET LOCAL synchronous_commit = off")
-            for commit in commits:
-                outcomes.append(self._commit(curs, commit))
+            moved = self._move_tracking(curs, commits)
+            outcomes = [(c.name, c.generation) in moved for c in commits]
+            won = [c for c, ok in zip(commits, outcomes, strict=True) if ok]
+            self._write_docs(curs, won)
+            self._write_entries(curs, won)
+            for commit in won:
+                if commit.activate_version is not None:
+                    self._set_active(curs, commit.name, commit.generation, commit.activate_version)
         return outcomes
 
-    def _commit(self, curs: Cursor[DictRow], commit: Commit) -> bool:
-        name, generation = commit.name, commit.generation
+    def _move_tracking(
+        self, curs: Cursor[DictRow], commits: Sequence[Commit]
+    ) -> set[tuple[str, int]]:
+        """Each read model's tracking ``expected`` -> ``position``; those that moved."""
         curs.execute(
             self.sql(
-                "UPDATE {tracking} SET position = %s "
-                "WHERE projection = %s AND generation = %s AND position = %s"
+                "UPDATE {tracking} t SET position = m.position "
+                "FROM unnest(%b::text[], %b::int4[], %b::int8[], %b::int8[]) "
+                "AS m(projection, generation, expected, position) "
+                "WHERE t.projection = m.projection AND t.generation = m.generation "
+                "AND t.position = m.expected "
+                "RETURNING t.projection, t.generation"
             ),
-            (commit.position, name, generation, commit.expected),
+            (
+                [c.name for c in commits],
+                [c.generation for c in commits],
+                [c.expected for c in commits],
+                [c.position for c in commits],
+            ),
         )
-        if curs.rowcount != 1:
-            return False
-        upserts, deletes = commit.doc_rows()
-        # One statement each, the columns as arrays in binary: row by row
-        # (``executemany``), psycopg's Python spent about 20 us a document.
+        return {(row["projection"], row["generation"]) for row in curs.fetchall()}
+
+    def _write_docs(self, curs: Cursor[DictRow], commits: Sequence[Commit]) -> None:
+        upserts: list[tuple[str, int, str, str, str | None, str]] = []
+        deletes: list[tuple[str, int, str, str]] = []
+        for commit in commits:
+            written, deleted = commit.doc_rows()
+            upserts += written
+            deletes += deleted
+        # The columns as arrays in binary: row by row (``executemany``), psycopg's
+        # Python spent about 20 us a document. Each (read model, document) appears
+        # once (``doc_rows``), as an upsert must touch a row only once.
         if upserts:
+            names, generations, kinds, keys, groups, texts = map(list, zip(*upserts, strict=True))
             curs.execute(
                 self.sql(
                     "INSERT INTO {docs} (projection, generation, kind, key, grp, doc) "
-                    "SELECT %s, %s, * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
+                    "SELECT * FROM unnest(%b::text[], %b::int4[], %b::text[], %b::text[], "
+                    "%b::text[], %b::text[]) "
                     "ON CONFLICT (projection, generation, kind, key) "
                     "DO UPDATE SET grp = excluded.grp, doc = excluded.doc"
                 ),
-                (
-                    name,
-                    generation,
-                    [row[2] for row in upserts],
-                    [row[3] for row in upserts],
-                    [row[4] for row in upserts],
-                    [row[5] for row in upserts],
-                ),
+                (names, generations, kinds, keys, groups, texts),
             )
         if deletes:
+            names, generations, kinds, keys = map(list, zip(*deletes, strict=True))
             curs.execute(
                 self.sql(
-                    "DELETE FROM {docs} WHERE projection = %s AND generation = %s "
-                    "AND (kind, key) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
+                    "DELETE FROM {docs} WHERE (projection, generation, kind, key) IN "
+                    "(SELECT * FROM unnest(%b::text[], %b::int4[], %b::text[], %b::text[]))"
                 ),
-                (name, generation, [row[2] for row in deletes], [row[3] for row in deletes]),
+                (names, generations, kinds, keys),
             )
-        if commit.entries:
-            # COPY: a fraction of the server's and the client's cost of row-by-row
-            # inserts, for entries that cannot exist yet (a duplicate fails loudly).
-            with curs.copy(
-                self.sql(
-                    "COPY {entries} (projection, generation, position, grp, doc) "
-                    "FROM STDIN (FORMAT BINARY)"
-                )
-            ) as copy:
-                copy.set_types(ENTRY_TYPES)
-                write = copy.write_row
+
+    def _write_entries(self, curs: Cursor[DictRow], commits: Sequence[Commit]) -> None:
+        """COPY: a fraction of the server's and the client's cost of row-by-row
+        inserts, for entries that cannot exist yet (a duplicate fails loudly)."""
+        recording = [c for c in commits if c.entries]
+        if not recording:
+            return
+        with curs.copy(
+            self.sql(
+                "COPY {entries} (projection, generation, position, grp, doc) "
+                "FROM STDIN (FORMAT BINARY)"
+            )
+        ) as copy:
+            copy.set_types(ENTRY_TYPES)
+            write = copy.write_row
+            for commit in recording:
+                name, generation = commit.name, commit.generation
                 for position, group, text in commit.entries:
                     write((name, generation, position, group, text))
-        if commit.activate_version is not None:
-            self._set_active(curs, name, generation, commit.activate_version)
-        return True
 
     def read_log(self, after: int, limit: int) -> list[Notification]:
         """A plain ordered range read in binary, into tuples: a third of the library's cost.

@@ -184,6 +184,16 @@ class SQLiteViewStore:
             row = c.fetchone()
         return int(row[0]) if row else None
 
+    def active(self) -> dict[str, tuple[int, int]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT s.projection, s.generation, coalesce(t.position, 0) "
+                "FROM accord_view_state s LEFT JOIN accord_view_tracking t "
+                "ON t.projection = s.projection AND t.generation = s.generation"
+            )
+            rows = c.fetchall()
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
     def start(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as c:
             for table in ("accord_view_docs", "accord_view_entries"):
