@@ -202,22 +202,23 @@ class PostgresViewStore:
             row = curs.fetchone()
         return int(row["position"]) if row else None
 
-    def active(self) -> dict[str, tuple[int, int]]:
-        # One statement on its own (the pool's connections commit each one): no
-        # BEGIN and ROLLBACK round trips around it, as a follower asks every batch.
+    def _fetch(self, text: str, params: Sequence[Any], *, binary: bool = False) -> list[Any]:
+        """One statement on its own, rows as tuples: no BEGIN and ROLLBACK round trips
+        around it (the pool's connections commit each statement), for reads on hot paths."""
         with (
             self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row) as curs,
+            conn.cursor(binary=binary, row_factory=tuple_row) as curs,
         ):
-            curs.execute(
-                self.sql(
-                    "SELECT s.projection, s.generation, coalesce(t.position, 0) "
-                    "FROM {state} s LEFT JOIN {tracking} t "
-                    "ON t.projection = s.projection AND t.generation = s.generation"
-                ),
-                prepare=True,
-            )
-            rows = curs.fetchall()
+            curs.execute(self.sql(text), params, prepare=True)
+            return curs.fetchall()
+
+    def active(self) -> dict[str, tuple[int, int]]:
+        rows = self._fetch(
+            "SELECT s.projection, s.generation, coalesce(t.position, 0) "
+            "FROM {state} s LEFT JOIN {tracking} t "
+            "ON t.projection = s.projection AND t.generation = s.generation",
+            (),
+        )
         return {name: (int(generation), int(position)) for name, generation, position in rows}
 
     def start(self, name: str, generation: int) -> None:
@@ -329,18 +330,12 @@ class PostgresViewStore:
     ) -> dict[str, Doc]:
         if not keys:
             return {}
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row) as rows,
-        ):
-            rows.execute(
-                self.sql(
-                    "SELECT key, doc FROM {docs} WHERE projection = %s AND generation = %s "
-                    "AND kind = %s AND key = ANY(%b::text[])"
-                ),
-                (name, generation, kind, list(keys)),
-            )
-            return {key: _load(doc) for key, doc in rows.fetchall()}
+        rows = self._fetch(
+            "SELECT key, doc FROM {docs} WHERE projection = %s AND generation = %s "
+            "AND kind = %s AND key = ANY(%b::text[])",
+            (name, generation, kind, list(keys)),
+        )
+        return {key: _load(doc) for key, doc in rows}
 
     def scan(
         self,
@@ -474,19 +469,12 @@ class PostgresViewStore:
         its frozen dataclass's ``__init__``, cost a rebuild more than reading
         the row did.
         """
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(binary=True, row_factory=tuple_row) as curs,
-        ):
-            curs.execute(
-                self.sql(
-                    "SELECT notification_id, originator_id::text, originator_version, topic, state "
-                    "FROM {events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-                ),
-                (after, limit),
-                prepare=True,
-            )
-            rows = curs.fetchall()
+        rows = self._fetch(
+            "SELECT notification_id, originator_id::text, originator_version, topic, state "
+            "FROM {events} WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+            (after, limit),
+            binary=True,
+        )
         new = Notification.__new__
         notifications = []
         for position, originator_id, version, topic, state in rows:
@@ -518,12 +506,7 @@ class PostgresViewStore:
             params.append(list(topics))
         text += " ORDER BY notification_id LIMIT %s"
         params.append(limit)
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(binary=True, row_factory=tuple_row) as curs,
-        ):
-            curs.execute(self.sql(text), params, prepare=True)
-            return curs.fetchall()
+        return self._fetch(text, params, binary=True)
 
     def drop(self, name: str, generation: int) -> None:
         with self.datastore.transaction(commit=True) as curs:
