@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from typing import ClassVar
+from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import Notification
@@ -139,6 +140,39 @@ def test_a_rebuild_is_built_beside_the_serving_copy_and_takes_over_at_the_head(
         assert reader.position == log_position(accord)
     assert views.views.state("customer_summary") == (2, CustomerSummary.version)
     assert views.views.position("customer_summary", 1) is None  # the old copy is dropped
+
+
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one-by-one"])
+def test_events_recorded_during_a_rebuild_are_in_it_when_it_switches_over(
+    accord: Accord, clock: FakeClock, make_read_models: ReadModelsFactory, pipelined: bool
+) -> None:
+    customer_id = _busy_customer(accord, clock, purchases=6)
+    views = make_read_models(accord, batch_size=2)
+    views.runner.catch_up()
+    views.runner.pipelined = pipelined
+    views.runner.head_every = 3600.0  # only a batch reaching the head reads it again
+    recorded: list[int] = []
+
+    class Busy(CustomerSummary):
+        """The same fold; while it rebuilds, three more purchases are recorded."""
+
+        def apply(self, event: DomainEvent, notification: Notification, docs: Docs) -> None:
+            if not recorded:
+                for amount in ("1", "2", "3"):
+                    accord.customers.record_interaction(
+                        purchase(UUID(customer_id), amount, clock.now()), CTX
+                    )
+                recorded.append(log_position(accord))
+            super().apply(event, notification, docs)
+
+    views.runner.projections["customer_summary"] = Busy()
+    assert views.runner.rebuild("customer_summary") == 2
+
+    with views.read("customer_summary") as reader:
+        summary = reader.get("customer", customer_id)
+        assert reader.position == log_position(accord) == recorded[0]
+    assert summary is not None
+    assert summary["purchases"] == 9
 
 
 def test_a_new_projection_version_is_rebuilt_on_start(
