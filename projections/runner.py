@@ -56,8 +56,6 @@ Target = tuple[DecodedApply, BodyApply | None, "UnitOfWork", int]
 """A read model folding a topic's events: its folds, its unit of work, its position."""
 
 DEFAULT_BATCH = 500
-HEAD_EVERY = 1.0
-"""Seconds between a rebuild's reads of the log's head (besides those when a batch reaches it)."""
 RECENT_DOCS = 4096
 """Documents each read model keeps from its last batches (bounds the memory they take)."""
 
@@ -269,37 +267,6 @@ class ReadAhead:
         self._pool.shutdown(wait=True)
 
 
-class LogHead:
-    """The head of the log as a rebuild last read it.
-
-    Read before every batch, it was a round trip on the fold's path per
-    batch (5-8% of the folding thread's time at a million events). It is read
-    again only when a batch reaches it (is that batch the last, or did the
-    log grow meanwhile?) and once it is ``every`` seconds old (the progress a
-    rebuild reports). A head read a little earlier changes nothing a rebuild
-    promises: a batch reaching it switches over at a position the log held,
-    as if the events after it were appended a moment later, and the follower
-    applies them from there.
-    """
-
-    def __init__(self, read: Callable[[], int], every: float = HEAD_EVERY) -> None:
-        self._read = read
-        self._every = every
-        self._at: float | None = None
-        self.value = 0
-
-    def current(self) -> int:
-        """The head as last read, read again if it is ``every`` seconds old."""
-        if self._at is None or time.monotonic() - self._at >= self._every:
-            return self.refresh()
-        return self.value
-
-    def refresh(self) -> int:
-        self.value = self._read()
-        self._at = time.monotonic()
-        return self.value
-
-
 def _building(commits: Sequence[Commit], head: int | None) -> bool:
     """Whether no commit activates its generation: none needs flushing to disk at once."""
     return head is not None and all(c.activate_version is None for c in commits)
@@ -358,8 +325,6 @@ class ProjectionRunner:
         self.changed = threading.Condition()
         self.pipelined = True
         """Whether a rebuild folds each batch while the one before it commits."""
-        self.head_every = HEAD_EVERY
-        """How old (seconds) the log's head a rebuild measures itself against may grow."""
         self._recent: dict[tuple[str, int], Recent] = {}
         self._recent_lock = threading.Lock()
 
@@ -547,7 +512,7 @@ class ProjectionRunner:
             projection.apply_stored_batch(notifications, unit)
 
     def advance(
-        self, lanes: Sequence[Lane], head: LogHead | None = None, ahead: ReadAhead | None = None
+        self, lanes: Sequence[Lane], head: int | None = None, ahead: ReadAhead | None = None
     ) -> tuple[list[Lane], list[Lane]]:
         """Apply one batch to every lane, from the lowest lane's position.
 
@@ -562,25 +527,20 @@ class ProjectionRunner:
         (the generation they fill serves nobody until then). With ``ahead``,
         the next batch is read while this one is folded.
         """
-        moving, commits, reached = self._prepare(lanes, head, ahead)
+        moving, commits = self._prepare(lanes, head, ahead)
         if not commits:
             return [], []
         try:
-            outcomes = self.views.commit_all(commits, durable=not _building(commits, reached))
+            outcomes = self.views.commit_all(commits, durable=not _building(commits, head))
         except BaseException:
             self._forget(moving)
             raise
         return self._settle(moving, commits, outcomes)
 
     def _prepare(
-        self, lanes: Sequence[Lane], head: LogHead | None, ahead: ReadAhead | None
-    ) -> tuple[list[Lane], list[Commit], int | None]:
-        """Read and fold one batch: the lanes it moves, their commits (not yet made), the head.
-
-        With ``head`` (a rebuild), the head the batch was measured against: read
-        again if the batch reaches the one last read, so that a lane activates
-        only level with the log as it stands after the batch was read.
-        """
+        self, lanes: Sequence[Lane], head: int | None, ahead: ReadAhead | None
+    ) -> tuple[list[Lane], list[Commit]]:
+        """Read and fold one batch: the lanes it moves, and their commits (not yet made)."""
         start = min(lane.position for lane in lanes)
         if ahead is None:
             notifications = self.views.read_log(start, self.batch_size)
@@ -588,16 +548,11 @@ class ProjectionRunner:
             notifications = ahead.read(start)
         last = notifications[-1].id if notifications else start
         full = len(notifications) == self.batch_size
-        limit: int | None = None
-        if head is not None:
-            limit = head.current()
-            if not full or last >= limit:
-                limit = head.refresh()
-        if ahead is not None and limit is not None and full and last < limit:
+        if ahead is not None and head is not None and full and last < head:
             ahead.prefetch(last)
         moving: list[Lane] = []
         for lane in lanes:
-            reaches_head = limit is not None and max(last, lane.position) >= limit
+            reaches_head = head is not None and max(last, lane.position) >= head
             if last > lane.position or (reaches_head and lane.activate_version is not None):
                 moving.append(lane)
         try:
@@ -606,9 +561,9 @@ class ProjectionRunner:
             self._forget(moving)
             raise
         for lane, commit in zip(moving, commits, strict=True):
-            if limit is not None and commit.position >= limit:
+            if head is not None and commit.position >= head:
                 commit.activate_version = lane.activate_version
-        return moving, commits, limit
+        return moving, commits
 
     def _forget(self, lanes: Sequence[Lane]) -> None:
         for lane in lanes:  # folds may have changed kept documents in place
@@ -709,21 +664,20 @@ class ProjectionRunner:
             with ThreadPoolExecutor(1, thread_name_prefix="accord-commit") as committer:
                 return self._rebuild_pipelined(lanes, progress, stop, ahead, committer)
         pending = list(lanes)
-        head = self._head()
         while pending:
             if stop is not None and stop.is_set():
                 self._paused(pending)
                 return None
+            head = self.log.recorder.max_notification_id() or 0
             before = min(lane.position for lane in pending)
-            progress.position = before
+            progress.head, progress.position = head, before
             moved, lost = self.advance(pending, head=head, ahead=ahead)
-            progress.head = head.value
             if lost:
                 raise RuntimeError(f"another worker is rebuilding {lost[0].projection.name}")
             progress.position = min(lane.position for lane in pending)
             progress.events += max(progress.position - before, 0)
             for lane in moved:
-                if lane.position >= head.value:
+                if lane.position >= head:
                     pending = [other for other in pending if other is not lane]
                     self._finish(lane)
         return lanes
@@ -750,7 +704,6 @@ class ProjectionRunner:
         """
         pending = list(lanes)
         flight: _Flight | None = None
-        log_head = self._head()
         try:
             while pending:
                 if stop is not None and stop.is_set():
@@ -758,9 +711,10 @@ class ProjectionRunner:
                     flight = None
                     self._paused(pending)
                     return None
+                head = self.log.recorder.max_notification_id() or 0
                 before = min(lane.position for lane in pending)
-                moving, commits, _ = self._prepare(pending, log_head, ahead)
-                head = progress.head = log_head.value
+                progress.head = head
+                moving, commits = self._prepare(pending, head, ahead)
                 self._land(flight)
                 flight = None
                 if not commits:
@@ -793,9 +747,6 @@ class ProjectionRunner:
                     flight.future.result()
                 self._forget(flight.lanes)
         return lanes
-
-    def _head(self) -> LogHead:
-        return LogHead(lambda: self.log.recorder.max_notification_id() or 0, self.head_every)
 
     def _land(self, flight: _Flight | None) -> None:
         """Wait for the commit in flight; finish the lanes it brought to the head."""

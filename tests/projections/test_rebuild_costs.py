@@ -273,31 +273,6 @@ def test_a_rebuild_reads_each_batch_once(
     assert len(reads) == len(set(reads)) == -(-head // 4)
 
 
-@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one-by-one"])
-def test_a_rebuild_reads_the_logs_head_when_it_starts_and_when_a_batch_reaches_it(
-    accord: Accord, clock: FakeClock, make_read_models: ReadModelsFactory, pipelined: bool
-) -> None:
-    bulk_purchases(accord, customers=3, per_customer=10, now=clock.now())
-    views = make_read_models(accord, batch_size=4)
-    views.runner.pipelined = pipelined
-    views.runner.head_every = 3600.0
-    recorder = accord.log.recorder
-    head = recorder.max_notification_id() or 0
-    reads: list[int | None] = []
-    read_head = recorder.max_notification_id
-
-    def counted() -> int | None:
-        reads.append(read_head())
-        return reads[-1]
-
-    recorder.max_notification_id = counted  # type: ignore[method-assign]
-    assert views.runner.rebuild_many(list(views.runner.projections)) is not None
-    assert -(-head // 4) > 8  # batches: one head read each would be as many
-    assert reads == [head, head]
-    for name in views.runner.projections:
-        assert views.runner.active_position(name) == head
-
-
 class _Docs:
     """A store of one document per key, counting how it was asked for them."""
 

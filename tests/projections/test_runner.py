@@ -150,7 +150,6 @@ def test_events_recorded_during_a_rebuild_are_in_it_when_it_switches_over(
     views = make_read_models(accord, batch_size=2)
     views.runner.catch_up()
     views.runner.pipelined = pipelined
-    views.runner.head_every = 3600.0  # only a batch reaching the head reads it again
     recorded: list[int] = []
 
     class Busy(CustomerSummary):
