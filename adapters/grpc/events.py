@@ -114,6 +114,9 @@ class EventTranslator:
     def __init__(self, vault: PersonalDataVault) -> None:
         self.vault = vault
         self.mapper = EventMapper(vault, references=True)
+        self._saved: tuple[tuple[Any, ...], UUID, bytes, bytes] = ((), UUID(int=0), b"", b"")
+        """The last event's aggregate and envelope, written: the events of one save share
+        them. One tuple, replaced whole, so concurrent streams never see half of one."""
 
     def disclosure(self, *, show_personal: bool) -> Disclosure:
         return Disclosure(self.vault, show=show_personal)
@@ -195,26 +198,46 @@ class EventTranslator:
             stored = StoredEvent(originator_id, version, topic, state)
             return self.decoded_message(stored, position, trail, disclosure).SerializeToString()
         _check_trail(trail, position, version)
-        customer_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+        saved = (
+            originator_id,
+            body["timestamp"],
+            body["actor"],
+            body["request_id"],
+            body["correlation_id"],
+        )
+        last = self._saved
+        if saved == last[0]:
+            _, customer_id, aggregate_id, envelope = last
+        else:
+            customer_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+            aggregate_id = _AGGREGATE_ID + str(customer_id).encode()
+            envelope = b"".join(
+                (
+                    _recorded_at(saved[1]),
+                    _text(_ACTOR, saved[2]),
+                    _text(_REQUEST_ID, saved[3]),
+                    _text(_CORRELATION_ID, saved[4]),
+                )
+            )
+            self._saved = (saved, customer_id, aggregate_id, envelope)
         fields = {name: body[name] for name in kind.plan.fields}
         for name, context in kind.plan.personal:
             if value := fields[name]:  # "" and None read the same for everyone
                 fields[name] = disclosure.stored_value(customer_id, context, value)
+        payload = payloads.encode(fields)
         return b"".join(
             (
                 _POSITION,
-                _varint(position),
-                _AGGREGATE_ID,
-                str(customer_id).encode(),
+                varint(position),
+                aggregate_id,
                 kind.aggregate_type,
                 _VERSION,
-                _varint(version),
+                varint(version),
                 kind.type,
-                _recorded_at(body["timestamp"]),
-                _text(_ACTOR, body["actor"]),
-                _text(_REQUEST_ID, body["request_id"]),
-                _text(_CORRELATION_ID, body["correlation_id"]),
-                delimited(_PAYLOAD, payloads.encode(fields)),
+                envelope,
+                _PAYLOAD,
+                varint(len(payload)),
+                payload,
                 _text(_HASH, trail["hash"]),
                 _text(_SUMMARY, trail["summary"]),
             )
@@ -275,10 +298,14 @@ EVENTS_FIELD = b"\x0a"
 _BYTES = tuple(bytes((n,)) for n in range(128))
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
     """A protobuf varint; a negative value as int64 writes it, in ten bytes."""
-    if 0 <= value < 128:
-        return _BYTES[value]
+    if 0 <= value < 0x4000:  # a length or an early position: the common cases, unrolled
+        if value < 0x80:
+            return _BYTES[value]
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if 0x4000 <= value < 0x20_0000:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
     value &= 0xFFFF_FFFF_FFFF_FFFF
     out = bytearray()
     while value >= 128:
@@ -291,7 +318,7 @@ def _varint(value: int) -> bytes:
 def delimited(tag: bytes, data: bytes) -> bytes:
     """A length-delimited field: tag, length, bytes."""
     size = len(data)
-    return tag + (_BYTES[size] if size < 128 else _varint(size)) + data
+    return tag + (_BYTES[size] if size < 128 else varint(size)) + data
 
 
 def _text(tag: bytes, value: str | bytes) -> bytes:

@@ -95,6 +95,22 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
+def _written(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """The method's serializer, passing on as they are the responses a servicer wrote itself.
+
+    A replay's batch is written in its serialised form (``AuditServicer.
+    ReadEvents``): parsed into a message, only for it to be serialised again
+    here, it cost a replay about a tenth of the server's time.
+    """
+    if serialize is None:
+        return None
+
+    def write(response: Any) -> bytes:
+        return response if type(response) is bytes else serialize(response)
+
+    return write
+
+
 def _decoded(method: str, requests: Iterator[Any]) -> Iterator[Any]:
     """A request stream whose undecodable message ends the call as INVALID_ARGUMENT."""
     for request in requests:
@@ -140,19 +156,19 @@ class AccordInterceptor(grpc.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, metadata, handler.unary_unary),
                 request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
+                response_serializer=_written(handler.response_serializer),
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, metadata, handler.unary_stream),
                 request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
+                response_serializer=_written(handler.response_serializer),
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 self._stream(method, metadata, handler.stream_stream, streaming_request=True),
                 request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
+                response_serializer=_written(handler.response_serializer),
             )
         return handler  # Accord has no client-streaming-only RPCs
 

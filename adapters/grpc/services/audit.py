@@ -34,7 +34,7 @@ from uuid import UUID
 
 from adapters.grpc import server
 from adapters.grpc.errors import RpcError, invalid
-from adapters.grpc.events import EVENTS_FIELD, Disclosure, EventTranslator, delimited
+from adapters.grpc.events import EVENTS_FIELD, Disclosure, EventTranslator, varint
 from adapters.grpc.generated.accord.v1 import audit_pb2, audit_pb2_grpc
 from adapters.grpc.interceptor import current_call
 from adapters.grpc.services.reads import await_log, log_position, read_wait
@@ -100,10 +100,11 @@ def _filled(events: Iterator[tuple[int, bytes]], limit: int) -> tuple[bytes, int
     """
     parts: list[bytes] = []
     size = last = 0
-    for last, wire in events:
-        parts.append(delimited(EVENTS_FIELD, wire))
-        size += len(wire)
-        if len(parts) >= limit or size >= BATCH_BYTES:
+    for taken, (last, wire) in enumerate(events, start=1):
+        length = len(wire)
+        parts += (EVENTS_FIELD, varint(length), wire)  # delimited, joined once
+        size += length
+        if taken >= limit or size >= BATCH_BYTES:
             return b"".join(parts), last, True
     return b"".join(parts), last, False
 
@@ -176,6 +177,32 @@ class _Page:
 
     rows: list[Row]
     entries: dict[int, Doc]
+
+
+_POSITION = b"\x10"
+"""The tag of ``ReadEventsResponse.position`` (field 2, a varint)."""
+_CAUGHT_UP = b"\x18\x01"
+"""``ReadEventsResponse.caught_up`` (field 3) set."""
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A ReadEvents response as it goes out, and what the stream goes on from.
+
+    A batch of the whole log is its serialised form (the events as written,
+    then its position and whether it caught up, in field order, as
+    ``SerializeToString`` writes them), which the interceptor's serializer
+    passes on as it is; other responses are messages.
+    """
+
+    response: audit_pb2.ReadEventsResponse | bytes
+    position: int
+    caught_up: bool
+    events: bool
+
+    @classmethod
+    def of(cls, message: audit_pb2.ReadEventsResponse) -> _Batch:
+        return cls(message, message.position, message.caught_up, bool(message.events))
 
 
 class _LogCursor:
@@ -327,11 +354,12 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     def ReadEvents(
         self, request: audit_pb2.ReadEventsRequest, _: Any
-    ) -> Iterator[audit_pb2.ReadEventsResponse]:
+    ) -> Iterator[Any]:  # ReadEventsResponse messages, or their serialised form (bytes)
         """Catch up batch by batch; then, if following, until the client leaves or time is up.
 
         Ending just before the deadline lets a follower see a clean end of stream (OK)
         and resume from the last batch's position, instead of a DEADLINE_EXCEEDED.
+        A batch of the whole log goes out as written (see ``_Batch``).
         """
         wanted = _Filter.of(request)
         call = current_call()
@@ -341,7 +369,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         while True:
             batch = self._events_batch(wanted, cursor, after, call.sees_personal_data)
             after = batch.position
-            yield batch
+            yield batch.response
             if batch.caught_up or not call.context.is_active():
                 break
         if not request.follow:
@@ -356,25 +384,32 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 batch = self._events_batch(wanted, cursor, after, call.sees_personal_data)
                 after = batch.position
             else:
-                batch = audit_pb2.ReadEventsResponse(position=after, caught_up=True)
+                batch = _Batch.of(audit_pb2.ReadEventsResponse(position=after, caught_up=True))
             if batch.events or time.monotonic() - last_sent >= HEARTBEAT_SECONDS:
-                yield batch
+                yield batch.response
                 last_sent = time.monotonic()
 
     def _events_batch(
         self, wanted: _Filter, cursor: _LogCursor, after: int, show_personal: bool
-    ) -> audit_pb2.ReadEventsResponse:
+    ) -> _Batch:
         """The next batch after position ``after`` (the last one examined so far)."""
         if wanted.aggregate_id is not None:
-            return self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
+            return _Batch.of(
+                self._aggregate_batch(wanted, wanted.aggregate_id, after, show_personal)
+            )
         head = self._trail_head()
         disclosure = self.translator.disclosure(show_personal=show_personal)
         events, last, more = _filled(cursor.events(head, disclosure), wanted.batch_size)
-        response = audit_pb2.ReadEventsResponse.FromString(events)
         examined = last if more else max(head, after)
-        response.position = examined
-        response.caught_up = examined >= head
-        return response
+        caught_up = examined >= head
+        response = b"".join(
+            (
+                events,
+                _POSITION + varint(examined) if examined else b"",
+                _CAUGHT_UP if caught_up else b"",
+            )
+        )
+        return _Batch(response, examined, caught_up, bool(events))
 
     def _aggregate_batch(
         self, wanted: _Filter, aggregate_id: UUID, after: int, show_personal: bool

@@ -25,6 +25,7 @@ from adapters.grpc import events, payloads
 from adapters.grpc.events import ENVELOPE, EventTranslator
 from adapters.grpc.generated.accord.v1 import audit_pb2
 from application import commands as c
+from application.context import CallContext
 from application.mapper import EventMapper
 from application.service import Accord
 from domain.customer import CustomerEvent, InteractionRecorded
@@ -141,14 +142,44 @@ def test_the_wire_form_is_the_serialised_message_byte_for_byte(
         assert wire == full.SerializeToString(), stored.topic
 
 
+def test_events_of_one_save_share_their_written_envelope_and_no_other_event_does(
+    accord: Accord, clock: FakeClock
+) -> None:
+    """A save's events are written with its aggregate and envelope once; the next save's own."""
+    first, second = builders.bulk_purchases(accord, customers=2, per_customer=3, now=clock.now())
+    for actor in ("crm-sync", "crm-sync", "importer"):  # a new request id each time
+        accord.customers.record_interaction(
+            builders.purchase(first, "9", clock.now()), CallContext(actor=actor)
+        )
+    translator = EventTranslator(accord.log.vault)
+    disclosure = translator.disclosure(show_personal=True)
+    log = _log(accord)
+    assert {n.originator_id for n in log} == {first, second}
+    for stored in log:
+        trail = _trail(stored, stored.id)
+        wire = translator.stored_wire(
+            stored.id,
+            stored.originator_id,
+            stored.originator_version,
+            stored.topic,
+            stored.state,
+            trail,
+            disclosure,
+        )
+        assert (
+            wire
+            == translator.decoded_message(stored, stored.id, trail, disclosure).SerializeToString()
+        ), (stored.id, stored.topic)
+
+
 def test_the_wire_form_writes_long_and_negative_numbers_as_protobuf_does() -> None:
     """Positions past one byte, lengths past 127, times before 1970: what upb writes."""
     message = audit_pb2.Event(position=300, version=2**40, payload="x" * 200, summary="é" * 70)
     message.recorded_at.seconds = -86_400
     written = b"".join(
         (
-            b"\x08" + events._varint(300),
-            b"\x20" + events._varint(2**40),
+            b"\x08" + events.varint(300),
+            b"\x20" + events.varint(2**40),
             events._recorded_at("1969-12-31T00:00:00+00:00"),
             events._text(b"\x52", "x" * 200),
             events._text(b"\x62", "é" * 70),
@@ -156,6 +187,15 @@ def test_the_wire_form_writes_long_and_negative_numbers_as_protobuf_does() -> No
     )
     assert written == message.SerializeToString()
     assert events._text(b"\x3a", "") == b""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1, 127, 128, 300, 16_383, 16_384, 2**21 - 1, 2**21, 2**28, 2**40, 2**63 - 1, -1, -(2**63)],
+)
+def test_a_varint_is_written_as_protobuf_writes_it(value: int) -> None:
+    """Each width the writing unrolls, the first past it, and the int64 extremes."""
+    assert b"\x08" + events.varint(value) == audit_pb2.Event(position=value).SerializeToString()
 
 
 def test_the_stored_json_is_translated_without_decoding_events(

@@ -86,9 +86,20 @@ def reads(servicer: AuditServicer, monkeypatch: pytest.MonkeyPatch) -> list[tupl
     return seen
 
 
+def _received(
+    responses: Iterator[audit_pb2.ReadEventsResponse | bytes],
+) -> Iterator[audit_pb2.ReadEventsResponse]:
+    """As a client receives them: a response the servicer wrote itself, parsed."""
+    for response in responses:
+        if isinstance(response, bytes):
+            yield audit_pb2.ReadEventsResponse.FromString(response)
+        else:
+            yield response
+
+
 def _read(servicer: AuditServicer, **fields: Any) -> list[audit_pb2.ReadEventsResponse]:
     with _as_local_admin():
-        return list(servicer.ReadEvents(audit_pb2.ReadEventsRequest(**fields), None))
+        return list(_received(servicer.ReadEvents(audit_pb2.ReadEventsRequest(**fields), None)))
 
 
 def _log(servicer: AuditServicer) -> list[Any]:
@@ -117,6 +128,32 @@ def test_batches_ending_mid_page_send_every_event_once_and_read_each_once(
         assert next_start == stop + 1
 
 
+def test_a_batch_written_by_the_servicer_is_the_serialised_response_byte_for_byte(
+    servicer: AuditServicer,
+) -> None:
+    """What the interceptor passes on as it is must be what serialising the message gives."""
+    log = _log(servicer)
+    with _as_local_admin():
+        sent = list(servicer.ReadEvents(audit_pb2.ReadEventsRequest(batch_size=40), None))
+        past_the_head = list(
+            servicer.ReadEvents(audit_pb2.ReadEventsRequest(from_position=log[-1].id + 1), None)
+        )
+    assert len(sent) > 2
+    assert all(isinstance(response, bytes) for response in sent + past_the_head)
+    for response in [*sent, *past_the_head]:
+        assert isinstance(response, bytes)
+        message = audit_pb2.ReadEventsResponse.FromString(response)
+        assert message.SerializeToString() == response
+    last = audit_pb2.ReadEventsResponse.FromString(sent[-1])
+    assert (last.position, last.caught_up) == (log[-1].id, True)
+    first = audit_pb2.ReadEventsResponse.FromString(sent[0])
+    assert (first.position, first.caught_up, len(first.events)) == (log[39].id, False, 40)
+    [beyond] = past_the_head
+    assert audit_pb2.ReadEventsResponse.FromString(beyond) == audit_pb2.ReadEventsResponse(
+        position=log[-1].id, caught_up=True
+    )
+
+
 def test_a_small_batch_reads_no_more_than_itself_at_a_time(
     servicer: AuditServicer, reads: list[tuple[int, int]]
 ) -> None:
@@ -124,7 +161,7 @@ def test_a_small_batch_reads_no_more_than_itself_at_a_time(
     reads.clear()
     request = audit_pb2.ReadEventsRequest(batch_size=3, from_position=log[9].id)
     with _as_local_admin():
-        batch = next(iter(servicer.ReadEvents(request, None)))
+        batch = next(_received(servicer.ReadEvents(request, None)))
     assert [e.position for e in batch.events] == [n.id for n in log[9:12]]
     assert reads == [(log[9].id, log[9].id + 2)]
 
@@ -243,7 +280,7 @@ def test_an_erasure_between_batches_is_seen_by_the_next_batch(
     servicer = AuditServicer(accord, views)
     shown = "First Co." if principal is LOCAL_ADMIN else "[redacted]"
     with _as_local_admin(principal):
-        stream = servicer.ReadEvents(audit_pb2.ReadEventsRequest(batch_size=3), None)
+        stream = _received(servicer.ReadEvents(audit_pb2.ReadEventsRequest(batch_size=3), None))
         first = next(stream)
         assert json.loads(first.events[0].payload)["display_name"] == shown
         accord.customers.erase(c.EraseCustomerData(customer_id=ids[0], reason="request"), CTX)
