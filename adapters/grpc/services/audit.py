@@ -17,9 +17,9 @@ near the 4 MiB limit however large the events are. A slow reader is paced by
 gRPC itself: the synchronous server asks a stream's generator for its next
 batch only when the previous one has been handed to the transport, which
 HTTP/2 flow control holds while the client does not read. A stalled stream
-thus holds one batch and the rest of a page (and its thread: see
-``adapters.grpc.limits``), never the log (``tests/e2e/test_backpressure.py``
-measures it).
+thus holds one batch, the rest of a page and the page read ahead (and its
+thread: see ``adapters.grpc.limits``), never the log
+(``tests/e2e/test_backpressure.py`` measures it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -57,7 +58,9 @@ READ_PAGE = 100
 LOG_PAGE = 1000
 """Positions of the log in a stream's first page, and in every page of a filtered read."""
 PAGE_BYTES = 2 * BATCH_BYTES
-"""About how much stored JSON a page of an unfiltered read holds (a stream holds one page)."""
+"""About how much stored JSON a page of an unfiltered read holds (a stream holds two pages)."""
+READ_AHEAD = 4
+"""Threads reading streams' next pages (more streams' reads wait their turn)."""
 HEARTBEAT_SECONDS = 5.0
 """An idle follower gets an empty, caught-up batch this often, so it knows the stream is alive."""
 POLL_SECONDS = 1.0
@@ -223,6 +226,11 @@ class _LogCursor:
     small events is read in few round trips (each costs a pool checkout, and
     outside PostgreSQL a read of the trail too), one of large events in pages
     that stay small.
+
+    Once a page is read, the next one (up to the head as known then) is read
+    in another thread while this one is sent: the database's time for it
+    (about a tenth of a replay's) no longer holds the stream up. A stream
+    thus holds at most two pages.
     """
 
     def __init__(self, servicer: AuditServicer, wanted: _Filter, after: int) -> None:
@@ -236,6 +244,8 @@ class _LogCursor:
         self.pending: deque[Row] = deque()
         self.entries: dict[int, Doc] = {}
         """The trail's entries of the ``pending`` events, by position."""
+        self.ahead: tuple[int, int, Future[_Page]] | None = None
+        """The next page, being read: its first and last positions, and the read."""
 
     def events(self, head: int, disclosure: Disclosure) -> Iterator[tuple[int, bytes]]:
         """The events up to ``head`` that pass, lazily: a batch takes what it can hold.
@@ -261,8 +271,13 @@ class _LogCursor:
             disclosure.prefetch(row[1] for row in pending)
 
     def _read(self, head: int) -> None:
-        stop = min(head, self.read_to + self.span)
-        page = self.servicer._log_page(self.read_to + 1, stop, self.topics, self.span)
+        start = self.read_to + 1
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead[0] == start:
+            stop, page = ahead[1], ahead[2].result()
+        else:
+            stop = min(head, self.read_to + self.span)
+            page = self.servicer._log_page(start, stop, self.topics, self.span)
         rows = page.rows
         self.entries = page.entries
         self.pending.extend(rows)
@@ -271,6 +286,21 @@ class _LogCursor:
             stored = sum(len(row[4]) for row in rows)
             fits = PAGE_BYTES * len(rows) // max(stored, 1)
             self.span = max(1, min(fits, self.batch_size, MAX_BATCH))
+        if stop < head:
+            following = min(head, stop + self.span)
+            read = self.servicer.read_ahead.submit(
+                self.servicer._log_page, stop + 1, following, self.topics, self.span
+            )
+            self.ahead = (stop + 1, following, read)
+
+    def close(self) -> None:
+        """The stream is over: a page not yet being read is not read; one being read is
+        waited for, so that no read outlives its stream."""
+        if self.ahead is not None:
+            read = self.ahead[2]
+            self.ahead = None
+            if not read.cancel():
+                wait([read])
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
@@ -279,6 +309,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self.log = accord.log
         self.read_models = read_models
         self.translator = EventTranslator(accord.log.vault)
+        self.read_ahead = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="accord-log-ahead")
+        """Reads the next page of ReadEvents streams (see ``_LogCursor``)."""
 
     # ---------------------------------------------------------------- the log
 
@@ -354,7 +386,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     def ReadEvents(
         self, request: audit_pb2.ReadEventsRequest, _: Any
-    ) -> Iterator[Any]:  # ReadEventsResponse messages, or their serialised form (bytes)
+    ) -> Generator[Any, None, None]:  # ReadEventsResponse messages, or their serialised form
         """Catch up batch by batch; then, if following, until the client leaves or time is up.
 
         Ending just before the deadline lets a follower see a clean end of stream (OK)
@@ -362,10 +394,18 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         A batch of the whole log goes out as written (see ``_Batch``).
         """
         wanted = _Filter.of(request)
-        call = current_call()
         self._await_trail(request.min_position)
         after = max(request.from_position, 1) - 1
         cursor = _LogCursor(self, wanted, after)
+        try:
+            yield from self._stream(request, wanted, cursor, after)
+        finally:
+            cursor.close()
+
+    def _stream(
+        self, request: audit_pb2.ReadEventsRequest, wanted: _Filter, cursor: _LogCursor, after: int
+    ) -> Iterator[Any]:
+        call = current_call()
         while True:
             batch = self._events_batch(wanted, cursor, after, call.sees_personal_data)
             after = batch.position

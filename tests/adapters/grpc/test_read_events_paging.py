@@ -154,16 +154,19 @@ def test_a_batch_written_by_the_servicer_is_the_serialised_response_byte_for_byt
     )
 
 
-def test_a_small_batch_reads_no_more_than_itself_at_a_time(
+def test_a_small_batch_reads_itself_and_the_next_page_as_small_while_it_is_sent(
     servicer: AuditServicer, reads: list[tuple[int, int]]
 ) -> None:
     log = _log(servicer)
     reads.clear()
     request = audit_pb2.ReadEventsRequest(batch_size=3, from_position=log[9].id)
     with _as_local_admin():
-        batch = next(_received(servicer.ReadEvents(request, None)))
-    assert [e.position for e in batch.events] == [n.id for n in log[9:12]]
-    assert reads == [(log[9].id, log[9].id + 2)]
+        stream = servicer.ReadEvents(request, None)
+        batch = next(_received(stream))
+        assert [e.position for e in batch.events] == [n.id for n in log[9:12]]
+        servicer.read_ahead.shutdown(wait=True)  # the next page's read began before the batch left
+        assert reads == [(log[9].id, log[9].id + 2), (log[12].id, log[12].id + 2)]
+        stream.close()
 
 
 def test_a_filtered_read_pages_through_the_log_and_sends_what_passes(
