@@ -69,19 +69,28 @@ class PostgresReader:
     def log_with_entries(
         self, start: int, stop: int, topics: Sequence[str], limit: int
     ) -> list[tuple[Row, Doc | None]]:
-        """``read_log_range``, each event with this read model's entry at its position
-        (None: no entry there).
+        """``read_log_range``, each event with what a message takes of this read model's
+        entry at its position: its position, version, chain hash and summary (None: no
+        entry there, or one without a hash or a summary).
 
         One statement, in this reader's snapshot, instead of a read of the log and
         one of the entries. The range is stated for both tables: the planner does
         not carry it across an outer join, and without it, on stale statistics
-        (as after a rebuild), it scanned every entry of the generation.
+        (as after a rebuild), it scanned every entry of the generation. The
+        database takes each entry apart (``json_to_record``): a replay reads
+        pages ahead, so that work is done beside the stream's, on another core,
+        where parsing whole entries for four of their fields was a tenth of
+        the stream's own.
         """
         text = (
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
-            "t.doc FROM {events} e LEFT JOIN {entries} t ON t.projection = %s "
+            "x.position, x.version, x.hash, x.summary, "
+            "x.position = e.notification_id::text AND x.version = e.originator_version::text "
+            "FROM {events} e LEFT JOIN {entries} t ON t.projection = %s "
             "AND t.generation = %s AND t.position = e.notification_id "
             "AND t.position >= %s AND t.position <= %s "
+            "LEFT JOIN LATERAL json_to_record(t.doc::json) "
+            "AS x(position text, version text, hash text, summary text) ON true "
             "WHERE e.notification_id >= %s AND e.notification_id <= %s"
         )
         params: list[Any] = [self.name, self.generation, start, stop, start, stop]
@@ -92,13 +101,22 @@ class PostgresReader:
         params.append(limit)
         with self.curs.connection.cursor(binary=True, row_factory=tuple_row) as curs:
             curs.execute(self.store.sql(text), params, prepare=True)
-            return [
-                (
-                    (position, originator_id, version, topic, state),
-                    None if doc is None else _load(doc),
-                )
-                for position, originator_id, version, topic, state, doc in curs.fetchall()
-            ]
+            joined: list[tuple[Row, Doc | None]] = []
+            add = joined.append
+            for row in curs.fetchall():
+                position, originator_id, version, topic, state, at, of, digest, summary, agree = row
+                entry: Doc | None = None
+                if digest is not None and summary is not None:
+                    entry = {
+                        # As the log has them where they agree; as written otherwise,
+                        # so that checking the entry against the log refuses it.
+                        "position": position if agree else at,
+                        "version": version if agree else of,
+                        "hash": digest,
+                        "summary": summary,
+                    }
+                add(((position, originator_id, version, topic, state), entry))
+            return joined
 
 
 class PostgresViewStore:

@@ -236,7 +236,11 @@ def test_a_page_holds_the_log_rows_and_the_trail_s_entries_for_them(
         page = servicer._log_page(start, stop, topics, limit)
         rows = servicer._log_rows(start, stop, topics, limit)
         assert page.rows == rows
-        assert page.entries == servicer._trail_entries([row[0] for row in rows])
+        entries = servicer._trail_entries([row[0] for row in rows])
+        assert page.entries.keys() == entries.keys()
+        for position, entry in page.entries.items():  # what a message takes of an entry
+            for field in ("position", "version", "hash", "summary"):
+                assert entry[field] == entries[position][field]
 
 
 @pytest.mark.parametrize("store", ["postgres"], indirect=True)
@@ -255,6 +259,29 @@ def test_a_page_missing_an_entry_of_the_trail_is_refused_naming_it(
     with pytest.raises(RuntimeError, match=f"no entry at position {log[4].id}"):
         servicer._log_page(1, log[-1].id, (), 100)
     assert len(servicer._log_page(1, log[3].id, (), 100).entries) == 4
+
+
+@pytest.mark.parametrize("field", ["position", "version"])
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_an_entry_of_the_trail_that_disagrees_with_the_log_is_refused_naming_it(
+    servicer: AuditServicer, field: str
+) -> None:
+    """The one-statement read takes an entry apart in the database, and still checks it."""
+    views = servicer.read_models.views
+    assert isinstance(views, PostgresViewStore)
+    log = _log(servicer)
+    with views.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            SQL(
+                "UPDATE {} SET doc = jsonb_set(doc::jsonb, %s, '7777')::text WHERE position = %s"
+            ).format(views.tables["entries"]),
+            ([field], log[4].id),
+        )
+    with pytest.raises(RuntimeError, match=f"does not match the log at {log[4].id}"):
+        _read(servicer)
+    assert [e.position for e in _read(servicer, from_position=log[5].id)[0].events][:1] == [
+        log[5].id
+    ]
 
 
 @pytest.mark.parametrize("principal", [LOCAL_ADMIN, AUDITOR], ids=["personal", "redacted"])
