@@ -329,8 +329,9 @@ class AuditTrail:
         quoted = _quoted
         last_originator: Any = None
         key = ""
-        last_timestamp: Any = None
-        stamp = ""
+        # The events of one save share their envelope: its parts of the entry are written once.
+        last_save: tuple[Any, ...] = ()
+        head = middle = tail = ""
         for notification in notifications:
             topic = notification.topic
             kind = kinds.get(topic) or _kind(topic)
@@ -371,16 +372,22 @@ class AuditTrail:
                 ):
                     shown = kind.summary(body)
             if shown is not None:
-                if timestamp != last_timestamp:  # the events of one save share it
-                    stamp = recorded_at(timestamp)
-                    last_timestamp = timestamp
+                save = (timestamp, actor, request_id, correlation_id, key, topic)
+                if save != last_save:
+                    last_save = save
+                    head = (
+                        f'{{"actor":{quoted(actor)},"aggregate_id":{quoted(key)},'
+                        f'"aggregate_type":{kind.aggregate_type},'
+                        f'"correlation_id":{quoted(correlation_id)},"hash":"'
+                    )
+                    middle = (
+                        f',"recorded_at":{quoted(recorded_at(timestamp))},'
+                        f'"request_id":{quoted(request_id)},"summary":'
+                    )
+                    tail = f',"type":{quoted(topic)},"version":'
                 text = (
-                    f'{{"actor":{quoted(actor)},"aggregate_id":{quoted(key)},'
-                    f'"aggregate_type":{kind.aggregate_type},'
-                    f'"correlation_id":{quoted(correlation_id)},"hash":"{hexdigest}",'
-                    f'"position":{position},"recorded_at":{quoted(stamp)},'
-                    f'"request_id":{quoted(request_id)},"summary":{quoted(shown)},'
-                    f'"type":{quoted(topic)},"version":{version}}}'
+                    f'{head}{hexdigest}","position":{position}{middle}'
+                    f"{quoted(shown)}{tail}{version}}}"
                 )
             else:
                 event_class, body = stored_body(notification)

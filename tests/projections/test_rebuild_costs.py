@@ -157,6 +157,46 @@ def _entry(notification: Notification) -> Doc:
     return docs.log[notification.id][1]
 
 
+def test_entries_in_a_row_differing_in_one_envelope_field_each_carry_their_own(
+    accord: Accord, clock: FakeClock, make_read_models: ReadModelsFactory
+) -> None:
+    """A batch writes a save's shared fields once; each field that changes is its own."""
+    bulk_purchases(accord, customers=1, per_customer=1, now=clock.now())
+    log = _all_notifications(make_read_models(accord))
+    registered = next(n for n in log if n.topic != InteractionRecorded.topic)
+    interaction = next(n for n in log if n.topic == InteractionRecorded.topic)
+    other = str(uuid4())
+    changes: list[tuple[Notification, dict[str, Any], Any]] = [
+        (interaction, {}, interaction.originator_id),
+        (interaction, {}, interaction.originator_id),  # the same save
+        (interaction, {"request_id": "another request"}, interaction.originator_id),
+        (interaction, {"timestamp": "2031-01-01T00:00:00.000001Z"}, interaction.originator_id),
+        (interaction, {"actor": "another-actor"}, interaction.originator_id),
+        (interaction, {"correlation_id": "another correlation"}, interaction.originator_id),
+        (interaction, {}, other),  # another aggregate
+        (registered, {}, other),  # another topic
+    ]
+    batch = []
+    envelope: dict[str, Any] = {}
+    for offset, (stored, change, originator_id) in enumerate(changes):
+        envelope.update(change)
+        edited = _edited(stored, **envelope)
+        batch.append(
+            Notification(
+                id=1000 + offset,
+                originator_id=originator_id,
+                originator_version=edited.originator_version,
+                topic=edited.topic,
+                state=edited.state,
+            )
+        )
+    docs = MemoryDocs()
+    AuditTrail().apply_stored_batch(batch, docs)
+    for notification in batch:
+        alone = {k: v for k, v in _entry(notification).items() if k != "hash"}
+        assert {k: v for k, v in docs.log[notification.id][1].items() if k != "hash"} == alone
+
+
 @pytest.mark.parametrize(
     "changes",
     [
