@@ -9,8 +9,11 @@ customer events plus about 1,040 more. ``--quick`` uses a tenth of that
 and cached in the PostgreSQL schema ``bench_rebuild_1m`` (``bench_rebuild_100k``),
 under a fixed benchmark master key; ``--fresh`` regenerates it.
 
-Both measurements run in a child process of their own, one after the other,
-on the same events, in batches of 2,000 (``accord rebuild``'s default):
+Both measurements run in a child process of their own, on the same events, in
+batches of 2,000 (``accord rebuild``'s default), alternating in two rounds
+(baseline, Accord, baseline, Accord; one round with ``--quick``); each reports
+its best round, as targets 1 and 2 do, so a burst of load from elsewhere
+favours neither side:
 
 - baseline: the plain library's read path: ``recorder.select_notifications``
   page by page, each notification decoded by the mapper the projections use
@@ -22,8 +25,8 @@ on the same events, in batches of 2,000 (``accord rebuild``'s default):
   events in the child and the audit trail in a worker process of its own.
 
 Peak RSS is the child's VmHWM at the end, plus the VmHWM of every rebuild
-worker it started. Targets: rebuild rate >= 1.0x the read-and-decode rate,
-and the rebuild's peak RSS < 500 MB.
+worker it started; the highest of the rounds is reported. Targets: rebuild
+rate >= 1.0x the read-and-decode rate, and the rebuild's peak RSS < 500 MB.
 """
 
 from __future__ import annotations
@@ -206,16 +209,27 @@ def rebuild_all(url: str) -> Pass:
     return Pass(head, seconds, peak_rss_mb() + workers_mb)
 
 
+def _rebuilt(url: str, schema: str) -> Pass:
+    drop_views(schema)
+    try:
+        return in_other_process(rebuild_all, url)
+    finally:
+        drop_views(schema)
+
+
 def run(options: Options) -> Result:
     size = QUICK if options.quick else FULL
     events, generated = ensure_data(size, options.fresh)
     url = store_url(size.schema)
-    baseline = in_other_process(read_and_decode, url)
-    drop_views(size.schema)
-    try:
-        ours = in_other_process(rebuild_all, url)
-    finally:
-        drop_views(size.schema)
+    rounds = 1 if options.quick else 2
+    baselines: list[Pass] = []
+    passes: list[Pass] = []
+    for _ in range(rounds):
+        baselines.append(in_other_process(read_and_decode, url))
+        passes.append(_rebuilt(url, size.schema))
+    baseline = min(baselines, key=lambda p: p.seconds)
+    ours = min(passes, key=lambda p: p.seconds)
+    peak = max(p.peak_rss_mb for p in passes)  # memory: the worst round, not the best
     notes = [
         f"{ours.events:,} events in cached schema {size.schema}"
         + (" (--quick: 100,000 events, not the 1,000,000 of the target)" if options.quick else "")
@@ -224,17 +238,20 @@ def run(options: Options) -> Result:
             if generated is not None
             else "; reused from an earlier run"
         ),
-        f"read+decode {ours.events:,} events in {baseline.seconds:.1f} s (child peak RSS "
-        f"{baseline.peak_rss_mb:.0f} MB); rebuild of all read models in {ours.seconds:.1f} s",
+        f"best of {rounds} alternating round(s): read+decode {ours.events:,} events in "
+        f"{baseline.seconds:.1f} s (child peak RSS {baseline.peak_rss_mb:.0f} MB); rebuild of "
+        f"all read models in {ours.seconds:.1f} s; rounds: read+decode "
+        f"[{', '.join(f'{p.seconds:.1f} s' for p in baselines)}], rebuild "
+        f"[{', '.join(f'{p.seconds:.1f} s' for p in passes)}]",
     ]
     return Result(
         number=4,
         name=f"rebuild all projections from {events:,} events",
-        measured=f"rebuild {rate(ours.rate, ' events/s')}, peak RSS {ours.peak_rss_mb:.0f} MB",
+        measured=f"rebuild {rate(ours.rate, ' events/s')}, peak RSS {peak:.0f} MB",
         baselines=f"select_notifications + mapper decode {rate(baseline.rate, ' events/s')}",
         checks=[
             Check("vs read+decode", ours.rate / baseline.rate, 1.0),
-            Check("rebuild peak RSS", ours.peak_rss_mb, RSS_LIMIT_MB, unit="MB", at_least=False),
+            Check("rebuild peak RSS", peak, RSS_LIMIT_MB, unit="MB", at_least=False),
         ],
         notes=notes,
     )
