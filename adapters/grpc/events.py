@@ -235,7 +235,7 @@ class EventTranslator:
                 varint(version),
                 kind.type,
                 envelope,
-                _PAYLOAD,
+                _PAYLOAD,  # delimited, joined once with the rest (a copy less per event)
                 varint(len(payload)),
                 payload,
                 _text(_HASH, trail["hash"]),

@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.grpc import events, payloads
-from adapters.grpc.events import ENVELOPE, EventTranslator
+from adapters.grpc.events import ENVELOPE, Disclosure, EventTranslator
 from adapters.grpc.generated.accord.v1 import audit_pb2
 from application import commands as c
 from application.context import CallContext
@@ -50,6 +50,33 @@ def _both(
         stored, position, trail, translator.disclosure(show_personal=show)
     )
     return fast, full
+
+
+def _wires(
+    translator: EventTranslator,
+    stored: Notification,
+    trail: dict[str, Any],
+    *,
+    show: bool = True,
+    disclosure: Disclosure | None = None,
+) -> tuple[bytes, bytes]:
+    """(``stored_wire``, the full decode's message serialised): what a replay sends, both ways.
+
+    Each with a disclosure of its own, as each batch has, unless one is given.
+    """
+    wire = translator.stored_wire(
+        stored.id,
+        stored.originator_id,
+        stored.originator_version,
+        stored.topic,
+        stored.state,
+        trail,
+        disclosure or translator.disclosure(show_personal=show),
+    )
+    full = translator.decoded_message(
+        stored, stored.id, trail, disclosure or translator.disclosure(show_personal=show)
+    )
+    return wire, full.SerializeToString()
 
 
 def _history(app: Accord, clock: FakeClock) -> UUID:
@@ -127,19 +154,8 @@ def test_the_wire_form_is_the_serialised_message_byte_for_byte(
     translator = EventTranslator(accord.log.vault)
     for stored in _log(accord):
         trail = {**_trail(stored, stored.id), "summary": "kind=PURCHASE amount=1.5"}
-        wire = translator.stored_wire(
-            stored.id,
-            stored.originator_id,
-            stored.originator_version,
-            stored.topic,
-            stored.state,
-            trail,
-            translator.disclosure(show_personal=show),
-        )
-        full = translator.decoded_message(
-            stored, stored.id, trail, translator.disclosure(show_personal=show)
-        )
-        assert wire == full.SerializeToString(), stored.topic
+        fast, full = _wires(translator, stored, trail, show=show)
+        assert fast == full, stored.topic
 
 
 def test_events_of_one_save_share_their_written_envelope_and_no_other_event_does(
@@ -156,20 +172,8 @@ def test_events_of_one_save_share_their_written_envelope_and_no_other_event_does
     log = _log(accord)
     assert {n.originator_id for n in log} == {first, second}
     for stored in log:
-        trail = _trail(stored, stored.id)
-        wire = translator.stored_wire(
-            stored.id,
-            stored.originator_id,
-            stored.originator_version,
-            stored.topic,
-            stored.state,
-            trail,
-            disclosure,
-        )
-        assert (
-            wire
-            == translator.decoded_message(stored, stored.id, trail, disclosure).SerializeToString()
-        ), (stored.id, stored.topic)
+        fast, full = _wires(translator, stored, _trail(stored, stored.id), disclosure=disclosure)
+        assert fast == full, (stored.id, stored.topic)
 
 
 def test_the_wire_form_writes_long_and_negative_numbers_as_protobuf_does() -> None:

@@ -243,19 +243,21 @@ def test_a_page_holds_the_log_rows_and_the_trail_s_entries_for_them(
                 assert entry[field] == entries[position][field]
 
 
+def _change_entries(servicer: AuditServicer, statement: str, params: Any) -> None:
+    """Run ``statement`` on the trail's entries table (``{}``) behind Accord's back."""
+    views = servicer.read_models.views
+    assert isinstance(views, PostgresViewStore)
+    with views.datastore.transaction(commit=True) as curs:
+        curs.execute(SQL(statement).format(views.tables["entries"]), params)
+
+
 @pytest.mark.parametrize("store", ["postgres"], indirect=True)
 def test_a_page_missing_an_entry_of_the_trail_is_refused_naming_it(
     servicer: AuditServicer,
 ) -> None:
     """The one-statement read does not take a missing entry for an event without one."""
-    views = servicer.read_models.views
-    assert isinstance(views, PostgresViewStore)
     log = _log(servicer)
-    with views.datastore.transaction(commit=True) as curs:
-        curs.execute(
-            SQL("DELETE FROM {} WHERE position = %s").format(views.tables["entries"]),
-            (log[4].id,),
-        )
+    _change_entries(servicer, "DELETE FROM {} WHERE position = %s", (log[4].id,))
     with pytest.raises(RuntimeError, match=f"no entry at position {log[4].id}"):
         servicer._log_page(1, log[-1].id, (), 100)
     assert len(servicer._log_page(1, log[3].id, (), 100).entries) == 4
@@ -267,16 +269,12 @@ def test_an_entry_of_the_trail_that_disagrees_with_the_log_is_refused_naming_it(
     servicer: AuditServicer, field: str
 ) -> None:
     """The one-statement read takes an entry apart in the database, and still checks it."""
-    views = servicer.read_models.views
-    assert isinstance(views, PostgresViewStore)
     log = _log(servicer)
-    with views.datastore.transaction(commit=True) as curs:
-        curs.execute(
-            SQL(
-                "UPDATE {} SET doc = jsonb_set(doc::jsonb, %s, '7777')::text WHERE position = %s"
-            ).format(views.tables["entries"]),
-            ([field], log[4].id),
-        )
+    _change_entries(
+        servicer,
+        "UPDATE {} SET doc = jsonb_set(doc::jsonb, %s, '7777')::text WHERE position = %s",
+        ([field], log[4].id),
+    )
     with pytest.raises(RuntimeError, match=f"does not match the log at {log[4].id}"):
         _read(servicer)
     assert [e.position for e in _read(servicer, from_position=log[5].id)[0].events][:1] == [
