@@ -178,11 +178,11 @@ class CommandExecutor:
         claims: Sequence[Claim],
     ) -> CommandResult:
         request_id, print_ = self._keys(command, ctx)
-        if (stored := self._stored(request_id)) is not None:
+        if (stored := self._stored(request_id, print_)) is not None:
             return self._replay(stored, print_)
         if (taken := self._claimed(claims)) is not None:
             # A retry racing its first attempt finds the claim that attempt made: its result.
-            if (stored := self._stored(request_id)) is not None:
+            if (stored := self._stored(request_id, print_)) is not None:
                 return self._replay(stored, print_)
             raise AlreadyExistsError(kind, taken[0].key, taken[1])
         meta = self._meta(request_id, ctx)
@@ -191,7 +191,7 @@ class CommandExecutor:
             return self._save(aggregate, request_id, print_, Effects(), claims, command, kind)
         except RecordConflictError:
             self.observer.conflict(command)
-            if (stored := self._stored(request_id)) is not None:
+            if (stored := self._stored(request_id, print_)) is not None:
                 return self._replay(stored, print_)
             if (taken := self._claimed(claims)) is not None:
                 raise AlreadyExistsError(kind, taken[0].key, taken[1]) from None
@@ -234,7 +234,7 @@ class CommandExecutor:
             except (DomainError, VersionMismatchError) as error:
                 # A retry racing its first attempt may be refused by the state that attempt
                 # left (the tier it set is "unchanged"): the first result, not the refusal.
-                if (stored := self._stored(request_id)) is not None:
+                if (stored := self._stored(request_id, print_)) is not None:
                     return self._replay(stored, print_)
                 if command.request_id and isinstance(error, DomainError):
                     self.refusals.remember(request_id, print_, error)
@@ -246,7 +246,7 @@ class CommandExecutor:
                 )
             except RecordConflictError:
                 self.observer.conflict(command)
-                if (stored := self._stored(request_id)) is not None:
+                if (stored := self._stored(request_id, print_)) is not None:
                     return self._replay(stored, print_)
                 if command.expected_version is not None:
                     actual = self.load(kind, aggregate_id).version
@@ -383,7 +383,16 @@ class CommandExecutor:
     # -------------------------------------------------------------- internals
 
     def _keys(self, command: Command, ctx: CallContext) -> tuple[str, str]:
-        return command.request_id or str(new_uuid()), fingerprint(command, ctx.actor)
+        """The request id and the payload's fingerprint (``""``: nothing to journal).
+
+        A command sent without a request id gets a fresh one, for its events'
+        metadata only: nobody can retry with an id they were never given, so
+        it is neither fingerprinted nor written to the journal (which would
+        grow by a row no lookup can ever find, on every such command).
+        """
+        if command.request_id:
+            return command.request_id, fingerprint(command, ctx.actor)
+        return str(new_uuid()), ""
 
     def _meta(self, request_id: str, ctx: CallContext) -> EventMeta:
         return EventMeta(
@@ -401,7 +410,9 @@ class CommandExecutor:
                 return claim, holder
         return None
 
-    def _stored(self, request_id: str) -> StoredRequest | None:
+    def _stored(self, request_id: str, print_: str) -> StoredRequest | None:
+        if not print_:  # an id of our own: never journalled
+            return None
         return guarded(lambda: self.log.journal.find_request(request_id))
 
     @staticmethod
@@ -436,7 +447,7 @@ class CommandExecutor:
         recordings = guarded(
             lambda: self.log.save(
                 aggregate,
-                requests=(record,),
+                requests=(record,) if print_ else (),
                 claims=tuple(claims),
                 guards=effects.guards,
                 destroy_keys=effects.destroy_keys,
@@ -636,9 +647,10 @@ class _Batch(Generic[A]):
         """Write the batch in one transaction; False (nothing written) on a conflict."""
         executor = self.executor
         records = [record for _, by_index in decided for record in by_index.values()]
+        journalled = tuple(record for record in records if record.fingerprint)
         aggregates = [aggregate for aggregate, _ in decided]
         try:
-            recordings = guarded(lambda: executor.log.save(*aggregates, requests=tuple(records)))
+            recordings = guarded(lambda: executor.log.save(*aggregates, requests=journalled))
         except RecordConflictError:
             for aggregate in aggregates:
                 executor.cache.discard(aggregate.id)

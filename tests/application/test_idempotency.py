@@ -76,6 +76,33 @@ def test_commands_without_a_request_id_are_not_deduplicated(
     assert accord.queries.customer(customer_id).purchase_count == 2
 
 
+def test_only_requests_sent_with_an_id_are_journalled(accord: Accord, clock: FakeClock) -> None:
+    """An id the caller never had cannot be retried: its events carry it, the journal does not."""
+    customer_id = new_customer(accord)
+    accord.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+    accord.customers.record_interaction(
+        purchase(customer_id, "20", clock.now(), request_id="pos-8"), CTX
+    )
+    accord.customers.record_interactions(
+        [
+            purchase(customer_id, "30", clock.now()),
+            purchase(customer_id, "40", clock.now(), request_id="pos-9"),
+        ],
+        CTX,
+    )
+
+    events = list(accord.log.history(customer_id))
+    assert len(events) == 5  # registered, then four interactions
+    journal = accord.log.journal
+    found = {event.request_id: journal.find_request(event.request_id) for event in events}
+    assert {request_id for request_id, stored in found.items() if stored is not None} == {
+        "pos-8",
+        "pos-9",
+    }
+    assert all(request_id for request_id in found)  # every event still names its request
+    assert len(found) == 5
+
+
 def test_concurrent_retries_of_one_request_record_it_once(accord: Accord, clock: FakeClock) -> None:
     customer_id = new_customer(accord)
     command = purchase(customer_id, "10", clock.now(), request_id="burst-1")
