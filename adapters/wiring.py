@@ -34,6 +34,8 @@ def settings_from_env() -> Settings:
         values["aggregate_cache_size"] = int(os.environ["ACCORD_AGGREGATE_CACHE"])
     if "ACCORD_COMMAND_BATCH" in os.environ:
         values["command_batch"] = int(os.environ["ACCORD_COMMAND_BATCH"])
+    if "ACCORD_COMMAND_LINGER_US" in os.environ:
+        values["command_linger_us"] = int(os.environ["ACCORD_COMMAND_LINGER_US"])
     return Settings.model_validate(values)
 
 

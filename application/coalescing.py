@@ -11,9 +11,18 @@ their item is done (for the event log: committed).
 
 When a batch fails as a whole (one save conflicts, or its input is refused),
 every item in it is handled again on its own, so each gets its own outcome:
-one caller's failure never fails another's item. There is no extra thread, no
-timer and no waiting for a batch to fill: a caller alone is handled at once,
-on the one-item path, and batches grow only while one is already in progress.
+one caller's failure never fails another's item. There is no extra thread and
+a caller alone is handled at once, on the one-item path: batches grow while
+one is in progress.
+
+Callers answered together come back together, though, and the first one back
+would lead a batch of one while the rest queue behind it: batches alternate
+between full and one, and the one-item path costs several times an item in a
+batch. So a coalescer may ``linger``: after a shared batch of n items, the
+next leader waits (at most ``linger`` seconds) until n items are queued. This
+is PostgreSQL's ``commit_delay``/``commit_siblings`` idea with the siblings
+counted from the last batch: after a batch of one nothing waits, so a steady
+lone caller is never delayed, and when the load drops one batch waits once.
 
 Used for group commit (the PostgreSQL recorder's saves) and for coalescing
 concurrent ``RecordInteraction`` commands into the bulk path.
@@ -22,6 +31,7 @@ concurrent ``RecordInteraction`` commands into the bulk path.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -65,21 +75,31 @@ class Coalescer(Generic[T, R]):
         write_one: Callable[[T], R],
         *,
         max_batch: int = 500,
+        linger: float = 0.0,
         name: str = "batch",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if linger < 0:
+            raise ValueError("linger must not be negative")
         self.name = name
         """What the log calls this coalescer's batches."""
         self._write_batch = write_batch
         self._write_one = write_one
         self.max_batch = max_batch
+        self.linger = linger
         self._lock = threading.Lock()
+        self._gathered = threading.Condition(self._lock)
         self._queue: list[_Pending[T, R]] = []
         self._leading = False
+        self._lingering = False
+        self._last = 1
+        """How many items the last batch held: how many the next may wait for."""
         self.batches = 0
         """Batches handled (shared or alone): with ``items``, how much sharing happened."""
         self.items = 0
+        self.lingered = 0
+        """Batches whose leader waited for more items (however long)."""
 
     def submit(self, item: T) -> R:
         """Handle ``item`` (perhaps with others); its result once its batch is done."""
@@ -88,6 +108,8 @@ class Coalescer(Generic[T, R]):
             self._queue.append(pending)
             lead = not self._leading
             self._leading = True
+            if self._lingering and len(self._queue) >= self._last:
+                self._gathered.notify()
         if not lead:
             pending.wake.wait()
         if not pending.finished:
@@ -99,8 +121,10 @@ class Coalescer(Generic[T, R]):
         try:
             while not own.finished:
                 with self._lock:
+                    self._gather()
                     batch = self._queue[: self.max_batch]
                     del self._queue[: self.max_batch]
+                    self._last = len(batch)
                 self._write(batch)
         finally:
             with self._lock:
@@ -108,6 +132,25 @@ class Coalescer(Generic[T, R]):
                     self._queue[0].wake.set()  # not finished: its writer now leads
                 else:
                     self._leading = False
+
+    def _gather(self) -> None:
+        """Wait (at most ``linger``) until the queue holds as many items as the last batch.
+
+        Called holding the lock; waiting lets it go, so callers can queue.
+        """
+        if self.linger <= 0 or len(self._queue) >= self._last:
+            return
+        self.lingered += 1
+        deadline = time.monotonic() + self.linger
+        self._lingering = True
+        try:
+            while len(self._queue) < self._last:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._gathered.wait(remaining)
+        finally:
+            self._lingering = False
 
     def _write(self, batch: list[_Pending[T, R]]) -> None:
         self.batches += 1

@@ -38,7 +38,12 @@ Submitted = tuple[RecordInteraction, CallContext]
 
 class CustomerUseCases:
     def __init__(
-        self, executor: CommandExecutor, *, base_currency: str, command_batch: int = 1
+        self,
+        executor: CommandExecutor,
+        *,
+        base_currency: str,
+        command_batch: int = 1,
+        command_linger: float = 0.0,
     ) -> None:
         self.executor = executor
         self.base_currency = base_currency
@@ -47,6 +52,7 @@ class CustomerUseCases:
                 self._record_together,
                 self._record_alone,
                 max_batch=command_batch,
+                linger=command_linger,
                 name="record_interaction",
             )
             if command_batch > 1

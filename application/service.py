@@ -55,6 +55,7 @@ class Accord:
             self.executor,
             base_currency=self.settings.base_currency,
             command_batch=self.settings.command_batch,
+            command_linger=self.settings.command_linger_us / 1_000_000,
         )
         self.partners = PartnerUseCases(self.executor, base_currency=self.settings.base_currency)
         self.queries = AggregateQueries(self.log, self.executor)

@@ -34,3 +34,12 @@ class Settings(BaseModel):
     one transaction), each with the outcome it would have had alone. A call
     alone is never delayed: it takes the one-command path at once.
     """
+    command_linger_us: int = Field(default=1_000, ge=0, le=100_000)
+    """How long (microseconds) a batch may wait to gather as many calls as the last one held.
+
+    Callers answered together come back together: the first one back would
+    otherwise be recorded alone (a whole transaction for one call) while the
+    rest queue behind it, so batches alternated between full and one. After
+    a shared batch the next waits at most this long for as many calls as it
+    held; after a call recorded alone, nothing waits (0: never).
+    """

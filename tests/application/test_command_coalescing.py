@@ -211,6 +211,13 @@ def test_a_batch_size_of_one_turns_coalescing_off(
     assert result.version == 2
 
 
+def test_the_linger_setting_reaches_the_interaction_batches(
+    make_accord: AccordFactory, clock: FakeClock
+) -> None:
+    assert _batches(make_accord(clock=clock)).linger == 0.001
+    assert _batches(make_accord(Settings(command_linger_us=2_500), clock=clock)).linger == 0.0025
+
+
 def test_each_call_of_a_shared_batch_logs_its_own_line_with_its_correlation_id(
     make_accord: AccordFactory, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
