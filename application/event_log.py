@@ -21,7 +21,7 @@ from eventsourcing.persistence import PersistenceError, RecordConflictError
 from eventsourcing.utils import Environment
 
 from application.clock import Clock
-from application.journal import RequestJournal
+from application.journal import CurrentRead, RequestJournal
 from application.mapper import EventMapper
 from application.personal_data import DataKeyStore, MasterKey, PersonalDataVault
 from domain.aggregate import Aggregate
@@ -204,6 +204,10 @@ class EventLog(Application[UUID]):
         current = self.journal.read_current(
             [(aggregate.id, aggregate.version) for aggregate in aggregates], positions_of, versions
         )
+        return self.forward(aggregates, current), current.positions, current.head
+
+    def forward(self, aggregates: Sequence[A], current: CurrentRead) -> list[A]:
+        """Each aggregate with the newer events ``current`` read for it applied."""
         forwarded = []
         for aggregate in aggregates:
             newer = current.newer.get(aggregate.id)
@@ -213,7 +217,7 @@ class EventLog(Application[UUID]):
                 assert isinstance(result, type(aggregate))
                 aggregate = result
             forwarded.append(aggregate)
-        return forwarded, current.positions, current.head
+        return forwarded
 
     def load_as_of_time(self, aggregate_id: UUID, at: datetime) -> Aggregate:
         """State as recorded up to ``at``: events whose recorded time is at or before it."""

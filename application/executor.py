@@ -341,28 +341,73 @@ class CommandExecutor:
         the head and the positions ``positions`` names (given the copies as
         taken) is one round trip: a consent check's reads cost one instead of
         four. An aggregate not cached is loaded first.
+
+        No copy is held through that round trip: they are taken to learn their
+        versions and the positions to ask for, given back, and taken again once
+        the answer is in. Held throughout, every check on one partner (or one
+        customer) queued behind the round trip of the one before it, so checks
+        on a popular partner ran one round trip at a time however many threads
+        served them. A copy that moved on meanwhile (a command here changed it)
+        is read again, held this time.
         """
+        if self.cache.max_size == 0:  # nothing to share: each copy is loaded and ours alone
+            with self._reading_held(wanted, positions) as read:
+                yield read
+            return
+        held = self._hold(wanted)
+        try:
+            of, versions = positions(held)
+            after = [(aggregate.id, aggregate.version) for aggregate in held]
+        finally:
+            self._give_back(held)
+        current = guarded(lambda: self.log.journal.read_current(after, of, versions))
+        held = []
+        try:
+            held = self._hold(wanted)
+            if [aggregate.version for aggregate in held] == [version for _, version in after]:
+                read = Reading(
+                    tuple(self.log.forward(held, current)), current.positions, current.head
+                )
+            else:
+                of, versions = positions(held)
+                forwarded, found, head = guarded(lambda: self.log.read_current(held, of, versions))
+                read = Reading(tuple(forwarded), found, head)
+            held = list(read.aggregates)
+            yield read
+        finally:
+            self._give_back(held)
+
+    @contextmanager
+    def _reading_held(
+        self,
+        wanted: Sequence[tuple[type[Aggregate], UUID]],
+        positions: Callable[[Sequence[Aggregate]], tuple[UUID, Sequence[int]]],
+    ) -> Iterator[Reading]:
+        """``reading_current`` holding the copies throughout, round trip included."""
         held: list[Aggregate] = []
         try:
-            cached_at: list[int] = []
-            for kind, aggregate_id in wanted:
-                cached = self.cache.take(aggregate_id, wait=LENT_WAIT)
-                if cached is None:
-                    held.append(self.load(kind, aggregate_id))
-                    continue
-                held.append(cached)
-                if not isinstance(cached, kind):
-                    raise NotFoundError(kind.type_name, aggregate_id)
-                cached_at.append(len(held) - 1)
+            held = self._hold(wanted)
             of, versions = positions(held)
-            stale = [held[i] for i in cached_at]
-            current, found, head = guarded(lambda: self.log.read_current(stale, of, versions))
-            for i, aggregate in zip(cached_at, current, strict=True):
-                held[i] = aggregate
-            yield Reading(tuple(held), found, head)
+            forwarded, found, head = guarded(lambda: self.log.read_current(held, of, versions))
+            held = forwarded
+            yield Reading(tuple(forwarded), found, head)
         finally:
-            for aggregate in held:
-                self.cache.give_back(aggregate)
+            self._give_back(held)
+
+    def _hold(self, wanted: Sequence[tuple[type[Aggregate], UUID]]) -> list[Aggregate]:
+        """Each aggregate, from the cache (now ours) or loaded; all given back on a failure."""
+        held: list[Aggregate] = []
+        try:
+            for kind, aggregate_id in wanted:
+                held.append(self._checkout(kind, aggregate_id)[0])
+        except BaseException:
+            self._give_back(held)
+            raise
+        return held
+
+    def _give_back(self, held: Sequence[Aggregate]) -> None:
+        for aggregate in held:
+            self.cache.give_back(aggregate)
 
     def load(self, kind: type[A], aggregate_id: UUID) -> A:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -358,3 +359,97 @@ def test_a_consent_recorded_elsewhere_since_the_copy_was_cached_is_cited_at_its_
     assert evidence.consent.consent_id == granted.entity_id
     assert evidence.granted_position == granted.position
     assert check.position == log_position(here)
+
+
+class _HeldRead:
+    """The first read of the log waits until released: a round trip in flight, held open."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, journal: object) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.reads = 0
+        real = journal.read_current  # type: ignore[attr-defined]
+
+        def held(*args: object) -> object:
+            self.reads += 1
+            if self.reads == 1:
+                self.started.set()
+                assert self.release.wait(timeout=30)
+            return real(*args)
+
+        monkeypatch.setattr(journal, "read_current", held)
+
+
+def test_a_check_holds_no_copy_while_its_read_is_in_flight(
+    make_accord: AccordFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second check on the same partner takes its cached copy, not a load from the store."""
+    app = make_accord(clock=clock)
+    partner_id = active_partner(app, clock.now())
+    first_customer, second_customer = new_customer(app), new_customer(app)
+    for customer_id in (first_customer, second_customer):
+        app.customers.grant_consent(grant(customer_id, partner_id, clock.now()), CTX)
+    categories = (DataCategory.IDENTITY,)
+    loads: list[UUID] = []
+    load = app.log.load
+
+    def counted(aggregate_id: UUID, **kwargs: object) -> Aggregate:
+        loads.append(aggregate_id)
+        return load(aggregate_id, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.log, "load", counted)
+    read = _HeldRead(monkeypatch, app.log.journal)
+    checks: list[bool] = []
+
+    def check(customer_id: UUID) -> None:
+        result = app.compliance.check_consent(
+            customer_id, partner_id, Purpose.JOINT_SERVICE, categories
+        )
+        checks.append(result.allowed)
+
+    first = threading.Thread(target=check, args=(first_customer,))
+    first.start()
+    assert read.started.wait(timeout=30)
+    check(second_customer)  # while the first check's read is in flight
+    read.release.set()
+    first.join(timeout=30)
+
+    assert checks == [True, True]
+    assert loads == []  # the partner's copy was there to take, not lent to the first
+
+
+def test_a_copy_changed_during_a_checks_read_is_read_again(
+    make_accord: AccordFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A withdrawal recorded here while the check's read is in flight, on the copy the check
+    gave back for it: the check answers from the changed copy and says it reflects the
+    withdrawal's position (an answer and its position always agree)."""
+    app = make_accord(clock=clock)
+    partner_id = active_partner(app, clock.now())
+    customer_id = new_customer(app)
+    consent = app.customers.grant_consent(grant(customer_id, partner_id, clock.now()), CTX)
+    assert consent.entity_id is not None
+    categories = (DataCategory.IDENTITY,)
+    read = _HeldRead(monkeypatch, app.log.journal)
+    checks: list[Any] = []
+
+    def check() -> None:
+        checks.append(
+            app.compliance.check_consent(customer_id, partner_id, Purpose.JOINT_SERVICE, categories)
+        )
+
+    checker = threading.Thread(target=check)
+    checker.start()
+    assert read.started.wait(timeout=30)
+    clock.advance(seconds=1)
+    withdrawn = app.customers.withdraw_consent(
+        c.WithdrawConsent(customer_id=customer_id, consent_id=consent.entity_id, channel="APP"),
+        CTX,
+    )
+    read.release.set()
+    checker.join(timeout=30)
+
+    [result] = checks
+    assert not result.allowed
+    assert result.position >= withdrawn.position  # the check reflects what it saw
+    assert read.reads == 2  # read again, holding the copies this time
