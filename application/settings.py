@@ -32,7 +32,8 @@ class Settings(BaseModel):
     While a batch is decided and saved, calls that arrive queue; the next
     batch records them together through the bulk path (one journal query,
     one transaction), each with the outcome it would have had alone. A call
-    alone is never delayed: it takes the one-command path at once.
+    alone takes the one-command path at once (right after a shared batch, once
+    ``command_linger_us`` is up).
     """
     command_linger_us: int = Field(default=1_000, ge=0, le=100_000)
     """How long (microseconds) a batch may wait to gather as many calls as the last one held.
