@@ -38,7 +38,14 @@ from application.errors import (
     VersionMismatchError,
 )
 from application.event_log import EventLog
-from application.journal import Claim, RequestRecord, StoredRequest, VersionGuard, fingerprint
+from application.journal import (
+    Claim,
+    CurrentRead,
+    RequestRecord,
+    StoredRequest,
+    VersionGuard,
+    fingerprint,
+)
 from application.locks import AggregateLocks
 from application.observer import CommandObserver, NoObserver
 from application.randomness import new_uuid
@@ -350,49 +357,47 @@ class CommandExecutor:
         served them. A copy that moved on meanwhile (a command here changed it)
         is read again, held this time.
         """
-        if self.cache.max_size == 0:  # nothing to share: each copy is loaded and ours alone
-            with self._reading_held(wanted, positions) as read:
-                yield read
-            return
+        held: list[Aggregate] = []
+        try:
+            read = None
+            if self.cache.max_size:  # (without a cache each copy is loaded and ours alone)
+                after, current = self._read_unheld(wanted, positions)
+                held = self._hold(wanted)
+                if [aggregate.version for aggregate in held] == [version for _, version in after]:
+                    forwarded = self.log.forward(held, current)
+                    read = Reading(tuple(forwarded), current.positions, current.head)
+            else:
+                held = self._hold(wanted)
+            if read is None:
+                read = self._read_held(held, positions)
+            held = list(read.aggregates)
+            yield read
+        finally:
+            self._give_back(held)
+
+    def _read_unheld(
+        self,
+        wanted: Sequence[tuple[type[Aggregate], UUID]],
+        positions: Callable[[Sequence[Aggregate]], tuple[UUID, Sequence[int]]],
+    ) -> tuple[list[tuple[UUID, int]], CurrentRead]:
+        """The copies' versions as taken, and one read of what followed, holding nothing."""
         held = self._hold(wanted)
         try:
             of, versions = positions(held)
             after = [(aggregate.id, aggregate.version) for aggregate in held]
         finally:
             self._give_back(held)
-        current = guarded(lambda: self.log.journal.read_current(after, of, versions))
-        held = []
-        try:
-            held = self._hold(wanted)
-            if [aggregate.version for aggregate in held] == [version for _, version in after]:
-                read = Reading(
-                    tuple(self.log.forward(held, current)), current.positions, current.head
-                )
-            else:
-                of, versions = positions(held)
-                forwarded, found, head = guarded(lambda: self.log.read_current(held, of, versions))
-                read = Reading(tuple(forwarded), found, head)
-            held = list(read.aggregates)
-            yield read
-        finally:
-            self._give_back(held)
+        return after, guarded(lambda: self.log.journal.read_current(after, of, versions))
 
-    @contextmanager
-    def _reading_held(
+    def _read_held(
         self,
-        wanted: Sequence[tuple[type[Aggregate], UUID]],
+        held: Sequence[Aggregate],
         positions: Callable[[Sequence[Aggregate]], tuple[UUID, Sequence[int]]],
-    ) -> Iterator[Reading]:
-        """``reading_current`` holding the copies throughout, round trip included."""
-        held: list[Aggregate] = []
-        try:
-            held = self._hold(wanted)
-            of, versions = positions(held)
-            forwarded, found, head = guarded(lambda: self.log.read_current(held, of, versions))
-            held = forwarded
-            yield Reading(tuple(forwarded), found, head)
-        finally:
-            self._give_back(held)
+    ) -> Reading:
+        """``held`` brought up to date in one read, the caller holding them throughout."""
+        of, versions = positions(held)
+        forwarded, found, head = guarded(lambda: self.log.read_current(held, of, versions))
+        return Reading(tuple(forwarded), found, head)
 
     def _hold(self, wanted: Sequence[tuple[type[Aggregate], UUID]]) -> list[Aggregate]:
         """Each aggregate, from the cache (now ours) or loaded; all given back on a failure."""
