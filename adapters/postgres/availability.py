@@ -50,8 +50,8 @@ class StoreDownError(StoreUnavailableError, PersistenceError):
     """PostgreSQL does not accept connections (down, starting, or refusing more clients).
 
     A ``StoreUnavailableError`` (UNAVAILABLE to callers) and a persistence
-    error (what the log's best-effort writes, such as snapshots, tolerate),
-    but not one of the operational errors the library retries ten times.
+    error (what a health check reads as "the store does not answer"), but
+    not one of the operational errors the library retries ten times.
     """
 
 

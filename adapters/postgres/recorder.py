@@ -34,7 +34,7 @@ class Save:
 
     @property
     def size(self) -> int:
-        return sum(len(event.state) for event in self.events)
+        return sum(len(event.state) for event in (*self.events, *self.snapshots))
 
     @property
     def requests(self) -> Sequence[RequestRecord]:
@@ -55,6 +55,11 @@ class Save:
     def destroy_keys(self) -> Sequence[UUID]:
         keys: Sequence[UUID] = self.options.get("destroy_keys", ())
         return keys
+
+    @property
+    def snapshots(self) -> Sequence[StoredEvent]:
+        snapshots: Sequence[StoredEvent] = self.options.get("snapshots", ())
+        return snapshots
 
 
 def _stored_request(row: DictRow) -> StoredRequest:
@@ -82,8 +87,15 @@ def _split(ids: Sequence[int], saves: Sequence[Save]) -> list[Sequence[int]]:
 
 class AccordPostgresRecorder(PostgresApplicationRecorder):
     def __init__(
-        self, datastore: PostgresDatastore, *, events_table_name: str = "accord_events"
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "accord_events",
+        snapshots_table_name: str | None = None,
     ) -> None:
+        """``snapshots_table_name`` defaults to the name the library's factory gives the
+        snapshot table beside ``events_table_name`` (``accord_snapshots``): snapshots
+        are written in the events' transaction (see ``EventLog._due_snapshots``)."""
         Availability.install(datastore)  # PostgreSQL down: fail fast; back: recover
         super().__init__(datastore, events_table_name=events_table_name)
         # Group commit: concurrent saves share one transaction, each acknowledged
@@ -96,6 +108,14 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         self.claims_table = SQL("{}.{}").format(schema, Identifier("accord_claims"))
         self.keys_table = SQL("{}.{}").format(schema, Identifier("accord_data_keys"))
         self.events_table = SQL("{}.{}").format(schema, Identifier(events_table_name))
+        snapshots = snapshots_table_name or events_table_name.removesuffix("_events") + "_snapshots"
+        self.snapshots_table = SQL("{}.{}").format(schema, Identifier(snapshots))
+        # A snapshot already stored (the same state: events are never rewritten) is kept.
+        self.insert_snapshots_statement = SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "ON CONFLICT DO NOTHING"
+        ).format(self.snapshots_table)
         self.expect_version = SQL("{}.{}").format(schema, Identifier("accord_expect_version"))
         self.sql_create_statements.extend(
             [
@@ -142,12 +162,16 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(
             # The common save in one statement: no claims, guards or erasures. Executed
             # alone (autocommit), so the whole transaction is one round trip. Columns as
-            # arrays, sent in binary: no text escaping of the bodies.
+            # arrays, sent in binary: no text escaping of the bodies. The snapshot
+            # insert is planned only when a save has one (the table is the snapshot
+            # recorder's, created after this one).
             SQL(
                 "CREATE OR REPLACE FUNCTION {function}("
                 "ids uuid[], versions bigint[], topics text[], states bytea[], "
                 "request_ids text[], fingerprints text[], "
-                "aggregate_ids uuid[], request_versions bigint[], entity_ids uuid[]) "
+                "aggregate_ids uuid[], request_versions bigint[], entity_ids uuid[], "
+                "snapshot_ids uuid[], snapshot_versions bigint[], snapshot_topics text[], "
+                "snapshot_states bytea[]) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $$ "
                 "BEGIN "
                 "SET LOCAL lock_timeout = '{lock_timeout}s'; "
@@ -155,6 +179,11 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 "NOTIFY {channel}; "
                 "INSERT INTO {requests} SELECT * FROM unnest("
                 "request_ids, fingerprints, aggregate_ids, request_versions, entity_ids); "
+                "IF cardinality(snapshot_ids) > 0 THEN "
+                "INSERT INTO {snapshots} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(snapshot_ids, snapshot_versions, snapshot_topics, "
+                "snapshot_states) ON CONFLICT DO NOTHING; "
+                "END IF; "
                 "RETURN QUERY INSERT INTO {events} "
                 "(originator_id, originator_version, topic, state) "
                 "SELECT * FROM unnest(ids, versions, topics, states) "
@@ -166,6 +195,7 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                 events=self.events_table,
                 channel=Identifier(self.channel_name),
                 requests=self.requests_table,
+                snapshots=self.snapshots_table,
             )
         )
         self.read_current_statement = SQL(
@@ -181,7 +211,8 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         ).format(events=self.events_table)
         self.append_statement = SQL(
             "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
-            "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[]) AS notification_id"
+            "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[], "
+            "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS notification_id"
         ).format(self.append_function)
 
     def insert_events(
@@ -248,8 +279,10 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         return _split(ids or [], saves)
 
     def _append(self, saves: Sequence[Save], events: Sequence[StoredEvent]) -> list[int]:
-        """Events and request records in one statement: lock, insert, commit in one round trip."""
+        """Events, request records and snapshots in one statement: lock, insert, commit in
+        one round trip."""
         requests = [request for save in saves for request in save.requests]
+        snapshots = [snapshot for save in saves for snapshot in save.snapshots]
         params = (
             [e.originator_id for e in events],
             [e.originator_version for e in events],
@@ -260,6 +293,10 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             [r.aggregate_id for r in requests],
             [r.version for r in requests],
             [r.entity_id for r in requests],
+            [s.originator_id for s in snapshots],
+            [s.originator_version for s in snapshots],
+            [s.topic for s in snapshots],
+            [s.state for s in snapshots],
         )
         with (
             self.datastore.get_connection() as conn,
@@ -269,7 +306,8 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
             return [row[0] for row in curs.fetchall()]
 
     def _write_journals(self, curs: Cursor[DictRow], saves: Sequence[Save]) -> None:
-        """Request records in one statement; the rarer claims, erasures and guards one by one.
+        """Request records in one statement, snapshots in another; the rarer claims,
+        erasures and guards one by one.
 
         Not prepared: a prepared statement queued behind a failed one is never
         created on the server, yet psycopg would believe it was, and the
@@ -288,6 +326,18 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
                     [r.aggregate_id for r in requests],
                     [r.version for r in requests],
                     [r.entity_id for r in requests],
+                ),
+                prepare=False,
+            )
+        snapshots = [snapshot for save in saves for snapshot in save.snapshots]
+        if snapshots:
+            curs.execute(
+                self.insert_snapshots_statement,
+                (
+                    [s.originator_id for s in snapshots],
+                    [s.originator_version for s in snapshots],
+                    [s.topic for s in snapshots],
+                    [s.state for s in snapshots],
                 ),
                 prepare=False,
             )

@@ -13,13 +13,27 @@ from application.journal import Claim, CurrentRead, RequestRecord, StoredRequest
 from application.personal_data import WrappedKey
 
 
+def _text(originator_id: UUID | str) -> str:
+    """An id as the library stores it in SQLite (hex, no dashes)."""
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
 class AccordSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(
-        self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
+        self,
+        datastore: SQLiteDatastore,
+        events_table_name: str = "stored_events",
+        snapshots_table_name: str = "stored_snapshots",
     ) -> None:
+        """``snapshots_table_name`` is the library factory's name for the snapshot table:
+        snapshots are written in the events' transaction (``EventLog._due_snapshots``)."""
         super().__init__(datastore, events_table_name)
-        # The table name is the library's configuration, never caller input.
+        # The table names are the library's configuration, never caller input.
         events = events_table_name
+        # A snapshot already stored (the same state: events are never rewritten) is kept.
+        self._insert_snapshots_sql = (
+            f"INSERT OR IGNORE INTO {snapshots_table_name} VALUES (?,?,?,?)"  # noqa: S608
+        )
         self._find_requests_sql = (
             "SELECT r.*, e.rowid AS position FROM accord_requests r "  # noqa: S608
             f"JOIN {events} e "
@@ -59,6 +73,7 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
         claims: Sequence[Claim] = kwargs.get("claims", ())
         guards: Sequence[VersionGuard] = kwargs.get("guards", ())
         destroy_keys: Sequence[UUID] = kwargs.get("destroy_keys", ())
+        snapshots: Sequence[StoredEvent] = kwargs.get("snapshots", ())
         for guard in guards:
             c.execute(self._version_sql, (guard.aggregate_id.hex,))
             row = c.fetchone()
@@ -91,7 +106,16 @@ class AccordSQLiteRecorder(SQLiteApplicationRecorder):
                 "WHERE customer_id = ?",
                 (customer_id.hex,),
             )
-        return super()._insert_events(c, stored_events, **kwargs)
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if snapshots:
+            c.executemany(
+                self._insert_snapshots_sql,
+                [
+                    (_text(s.originator_id), s.originator_version, s.topic, s.state)
+                    for s in snapshots
+                ],
+            )
+        return ids
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
