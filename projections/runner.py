@@ -664,13 +664,12 @@ class ProjectionRunner:
             with ThreadPoolExecutor(1, thread_name_prefix="accord-commit") as committer:
                 return self._rebuild_pipelined(lanes, progress, stop, ahead, committer)
         pending = list(lanes)
-        head: int | None = None
         while pending:
             if stop is not None and stop.is_set():
                 self._paused(pending)
                 return None
+            head = self.log.recorder.max_notification_id() or 0
             before = min(lane.position for lane in pending)
-            head = self._head(head, before)
             progress.head, progress.position = head, before
             moved, lost = self.advance(pending, head=head, ahead=ahead)
             if lost:
@@ -705,7 +704,6 @@ class ProjectionRunner:
         """
         pending = list(lanes)
         flight: _Flight | None = None
-        head: int | None = None
         try:
             while pending:
                 if stop is not None and stop.is_set():
@@ -713,8 +711,8 @@ class ProjectionRunner:
                     flight = None
                     self._paused(pending)
                     return None
+                head = self.log.recorder.max_notification_id() or 0
                 before = min(lane.position for lane in pending)
-                head = self._head(head, before)
                 progress.head = head
                 moving, commits = self._prepare(pending, head, ahead)
                 self._land(flight)
@@ -749,21 +747,6 @@ class ProjectionRunner:
                     flight.future.result()
                 self._forget(flight.lanes)
         return lanes
-
-    def _head(self, known: int | None, before: int) -> int:
-        """The log's head for a rebuild's next batch: read again only when the batch
-        may reach the head last read.
-
-        Every batch asked for it: a round trip each, and 2-4% of each rebuilding
-        process's time at a million events. Far from it, the head read earlier
-        serves as well: the batch that may reach it reads it again, so the
-        switch-over happens at a head read at most a batch before, as when every
-        batch read it (a rebuild always switches at some head and leaves what
-        came after to the follower).
-        """
-        if known is None or before + self.batch_size >= known:
-            return self.log.recorder.max_notification_id() or 0
-        return known
 
     def _land(self, flight: _Flight | None) -> None:
         """Wait for the commit in flight; finish the lanes it brought to the head."""

@@ -313,42 +313,6 @@ def test_a_rebuild_reads_each_batch_once(
     assert len(reads) == len(set(reads)) == -(-head // 4)
 
 
-def test_a_rebuild_asks_for_the_logs_head_only_when_a_batch_may_reach_it(
-    accord: Accord, clock: FakeClock, make_read_models: ReadModelsFactory
-) -> None:
-    """Once at the start, again when a batch may reach it: not once a batch. Events
-    recorded meanwhile are still in the rebuild, which switches over at the head read
-    last."""
-    bulk_purchases(accord, customers=3, per_customer=10, now=clock.now())
-    views = make_read_models(accord, batch_size=4)
-    recorder = accord.log.recorder
-    asked: list[int] = []
-    max_notification_id = recorder.max_notification_id
-
-    def counted() -> int | None:
-        head = max_notification_id()
-        asked.append(head or 0)
-        return head
-
-    read_log = views.views.read_log
-
-    def recording_meanwhile(after: int, limit: int) -> Sequence[Notification]:
-        if after == 8:  # part way: two more purchases
-            bulk_purchases(accord, customers=2, per_customer=1, now=clock.now())
-        return read_log(after, limit)
-
-    recorder.max_notification_id = counted  # type: ignore[method-assign]
-    views.views.read_log = recording_meanwhile  # type: ignore[method-assign]
-    rebuilt = views.runner.rebuild_many(list(views.runner.projections))
-
-    assert rebuilt is not None
-    head = max_notification_id() or 0
-    assert len(asked) <= 3 < -(-head // 4)
-    assert asked[-1] == head
-    for name, generation in rebuilt.items():
-        assert views.views.position(name, generation) == head
-
-
 class _Docs:
     """A store of one document per key, counting how it was asked for them."""
 
