@@ -27,6 +27,7 @@ from adapters.grpc.tokens import ROLES, Authenticator, TokensFileError, add_toke
 from adapters.logging import configure_logging, say
 from adapters.metrics import Metrics, MetricsServer, start_metrics_server
 from adapters.projection_worker import ProjectionWorker
+from adapters.rebuild import REBUILD_BATCH
 from adapters.rebuild import rebuild as rebuild_read_models
 from adapters.store import StoreConfig, StoreConfigError, store_config
 from adapters.wiring import build_accord, build_read_models, build_view_store
@@ -486,13 +487,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _chain_hash(text: str) -> str:
     """A digest's hash as printed by ``accord digest``: 64 hex digits, either case."""
     value = text.strip().lower()
@@ -602,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=argparse.SUPPRESS,  # set by `accord serve` for its own worker: stop when it is gone
     )
-    project.add_argument("--batch-size", type=int, default=500)
+    project.add_argument("--batch-size", type=cli_log.positive, default=500)
     _metrics_arguments(project)
     project.set_defaults(handler=_project)
 
@@ -612,7 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("names", nargs="*", metavar="NAME")
     rebuild.add_argument("--all", action="store_true", help="every read model")
-    rebuild.add_argument("--batch-size", type=int, default=2000)
+    rebuild.add_argument(
+        "--batch-size",
+        type=cli_log.positive,
+        default=REBUILD_BATCH,
+        help=f"events a batch reads and commits (default {REBUILD_BATCH})",
+    )
     rebuild.add_argument(
         "--workers",
         type=int,
@@ -641,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="the same seed tells the same story")
     demo.add_argument(
-        "--scale", type=_positive, default=1, help="multiplies the customers (1: about 60)"
+        "--scale", type=cli_log.positive, default=1, help="multiplies the customers (1: about 60)"
     )
     demo.add_argument(
         "--if-empty",

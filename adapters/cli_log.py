@@ -32,6 +32,17 @@ from application.personal_data import MasterKey
 INTERRUPTED = 130
 
 
+def positive(text: str) -> int:
+    """An argument that counts something (a batch, a scale): a whole number, at least 1.
+
+    A batch size of 0 read nothing, so a rebuild never reached the head and
+    ran for ever; a negative one read without a limit."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[threading.Event]:
     """SIGINT/SIGTERM set an event the work checks between batches (never mid-write)."""
@@ -169,7 +180,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="reveal personal data (needs the master key this process is configured with)",
     )
-    exporter.add_argument("--batch-size", type=int, default=2000)
+    exporter.add_argument("--batch-size", type=positive, default=2000)
     exporter.set_defaults(handler=export_command)
 
     keys = commands.add_parser("keys", help="master key management")

@@ -10,7 +10,7 @@ and cached in the PostgreSQL schema ``bench_rebuild_1m`` (``bench_rebuild_100k``
 under a fixed benchmark master key; ``--fresh`` regenerates it.
 
 Both measurements run in a child process of their own, on the same events, in
-batches of 2,000 (``accord rebuild``'s default), alternating in two rounds
+batches of 5,000 (``accord rebuild``'s default), alternating in two rounds
 (baseline, Accord, baseline, Accord; one round with ``--quick``); each reports
 its best round, as targets 1 and 2 do, so a burst of load from elsewhere
 favours neither side:
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from adapters.rebuild import rebuild
+from adapters.rebuild import REBUILD_BATCH, rebuild
 from adapters.store import store_config
 from adapters.wiring import build_accord, build_read_models
 from application.mapper import EventMapper
@@ -68,7 +68,7 @@ KEY = MasterKey(hashlib.sha256(b"accord benchmark data set key: not a secret").d
 """The cached store's master key: fixed, so a later run can open it (benchmark data only)."""
 PARTNERS = 10
 INTERACTIONS_EACH = 99
-BATCH = 2000
+BATCH = REBUILD_BATCH
 RSS_LIMIT_MB = 500
 
 

@@ -316,6 +316,8 @@ class ProjectionRunner:
         *,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1 (a batch of none never moves)")
         self.log = log
         self.views = views
         self.projections = {p.name: p for p in projections}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from adapters.store import StoreConfig
 from application.personal_data import MasterKey
@@ -114,6 +115,35 @@ def test_rebuilding_an_unknown_read_model_names_the_choices(tmp_path: Path) -> N
     assert "no read model 'nope'" in done.stderr
     assert "segments" in done.stderr
     assert not (tmp_path / "a.db").exists()  # refused before the store was opened
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["rebuild", "--all"], ["project", "--once"], ["export", "--output", "out.jsonl"]],
+    ids=["rebuild", "project", "export"],
+)
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_a_batch_size_below_one_is_refused_before_the_store_is_opened(
+    tmp_path: Path, command: list[str], size: str
+) -> None:
+    """A rebuild in batches of none never reached the head; a negative size read the
+    whole log at once."""
+    database = tmp_path / "a.db"
+    done = _accord(
+        "--database-url", f"sqlite:///{database}", *command, "--batch-size", size, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "--batch-size: must be at least 1" in done.stderr
+    assert not database.exists()
+
+
+def test_a_rebuild_reads_and_commits_in_batches_of_the_rebuild_size_unless_told() -> None:
+    from adapters.cli import build_parser
+    from adapters.rebuild import REBUILD_BATCH
+
+    assert build_parser().parse_args(["rebuild", "--all"]).batch_size == REBUILD_BATCH
+    assert build_parser().parse_args(["rebuild", "--all", "--batch-size", "7"]).batch_size == 7
+    assert build_parser().parse_args(["project"]).batch_size == 500
 
 
 def test_tokens_add_takes_roles_in_one_flag_or_repeated() -> None:

@@ -313,6 +313,14 @@ def test_a_rebuild_reads_each_batch_once(
     assert len(reads) == len(set(reads)) == -(-head // 4)
 
 
+@pytest.mark.parametrize("size", [0, -1])
+def test_read_models_in_batches_of_none_are_refused(
+    accord: Accord, make_read_models: ReadModelsFactory, size: int
+) -> None:
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        make_read_models(accord, batch_size=size)
+
+
 class _Docs:
     """A store of one document per key, counting how it was asked for them."""
 
