@@ -103,3 +103,28 @@ def test_concurrent_commands_share_transactions(postgres: StoreConfig) -> None:
             p for customer_id in customers for p in recorder.positions(customer_id).values()
         )
         assert len(positions) == len(set(positions))
+
+
+def test_the_common_save_needs_only_its_events_columns(postgres: StoreConfig) -> None:
+    """Request records and snapshots default to none in ``accord_insert``: a save with
+    neither (no request id, no snapshot due) sends four arrays, not thirteen."""
+    with build_accord(postgres, Settings(), None, MasterKey.generate()) as app:
+        recorder = app.log.recorder
+        assert isinstance(recorder, AccordPostgresRecorder)
+        plain, journalled, direct = uuid4(), uuid4(), uuid4()
+        [first] = recorder.insert_events([_event(plain, 1)]) or []
+        [second] = (
+            recorder.insert_events([_event(journalled, 1)], **_save(journalled, 1, "r").options)
+            or []
+        )
+        with recorder.datastore.get_connection() as conn:
+            [row] = conn.execute(
+                recorder.append_events_statement,
+                ([direct], [1], ["test:Event"], [b'{"n": 1}']),
+                binary=True,
+            ).fetchall()
+
+        assert second == first + 1
+        assert row["notification_id"] == second + 1
+        assert app.log.journal.find_requests(["r"])["r"].position == second
+        assert [e.originator_version for e in recorder.select_events(direct)] == [1]
