@@ -202,26 +202,38 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         )
         # The statements run on every command are rendered once: psycopg renders a
         # composed statement again on every execute.
-        self.read_current_statement = SQL(
-            "SELECT 0 AS part, e.originator_id, e.originator_version, e.topic, e.state, "
-            "NULL::bigint AS position "
-            "FROM unnest(%b::uuid[], %b::bigint[]) AS a(id, after) "
-            "JOIN {events} e ON e.originator_id = a.id AND e.originator_version > a.after "
-            "UNION ALL "
-            "SELECT 1, NULL, originator_version, NULL, NULL, notification_id FROM {events} "
-            "WHERE originator_id = %s AND originator_version = ANY(%b::bigint[]) "
-            "UNION ALL "
-            "SELECT 2, NULL, NULL, NULL, NULL, max(notification_id) FROM {events}"
-        ).format(events=self.events_table).as_bytes(None)
-        self.append_statement = SQL(
-            "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
-            "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[], "
-            "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS notification_id"
-        ).format(self.append_function).as_bytes(None)
-        self.append_events_statement = SQL(
-            "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "AS notification_id"
-        ).format(self.append_function).as_bytes(None)
+        self.read_current_statement = (
+            SQL(
+                "SELECT 0 AS part, e.originator_id, e.originator_version, e.topic, e.state, "
+                "NULL::bigint AS position "
+                "FROM unnest(%b::uuid[], %b::bigint[]) AS a(id, after) "
+                "JOIN {events} e ON e.originator_id = a.id AND e.originator_version > a.after "
+                "UNION ALL "
+                "SELECT 1, NULL, originator_version, NULL, NULL, notification_id FROM {events} "
+                "WHERE originator_id = %s AND originator_version = ANY(%b::bigint[]) "
+                "UNION ALL "
+                "SELECT 2, NULL, NULL, NULL, NULL, max(notification_id) FROM {events}"
+            )
+            .format(events=self.events_table)
+            .as_bytes(None)
+        )
+        self.append_statement = (
+            SQL(
+                "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], "
+                "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[], "
+                "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS notification_id"
+            )
+            .format(self.append_function)
+            .as_bytes(None)
+        )
+        self.append_events_statement = (
+            SQL(
+                "SELECT notification_id FROM {}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "AS notification_id"
+            )
+            .format(self.append_function)
+            .as_bytes(None)
+        )
         """A save with neither request records nor snapshots: nine empty arrays fewer to
         send (each adapted in Python on every execute)."""
 
