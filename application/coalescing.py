@@ -68,7 +68,7 @@ class _Latch:
             self._lock.release()
 
     def wait(self) -> None:
-        self._lock.acquire()  # kept: a second ``open`` does nothing, a second wait is none
+        self._lock.acquire()  # held from here on: a later ``open`` does nothing; nobody waits twice
 
 
 class _Pending(Generic[T, R]):
