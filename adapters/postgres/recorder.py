@@ -75,6 +75,27 @@ def _stored_request(row: DictRow) -> StoredRequest:
     )
 
 
+def _stored_columns(stored: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """Events or snapshots as the four arrays their tables' columns take."""
+    return (
+        [s.originator_id for s in stored],
+        [s.originator_version for s in stored],
+        [s.topic for s in stored],
+        [s.state for s in stored],
+    )
+
+
+def _request_columns(requests: Sequence[RequestRecord]) -> tuple[list[Any], ...]:
+    """Request records as the five arrays the journal's columns take."""
+    return (
+        [r.request_id for r in requests],
+        [r.fingerprint for r in requests],
+        [r.aggregate_id for r in requests],
+        [r.version for r in requests],
+        [r.entity_id for r in requests],
+    )
+
+
 def _split(ids: Sequence[int], saves: Sequence[Save]) -> list[Sequence[int]]:
     """The notification ids of one shared insert, handed back save by save, in order."""
     out: list[Sequence[int]] = []
@@ -110,6 +131,10 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         self.events_table = SQL("{}.{}").format(schema, Identifier(events_table_name))
         snapshots = snapshots_table_name or events_table_name.removesuffix("_events") + "_snapshots"
         self.snapshots_table = SQL("{}.{}").format(schema, Identifier(snapshots))
+        self.insert_requests_statement = SQL(
+            "INSERT INTO {} SELECT * FROM unnest("
+            "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[])"
+        ).format(self.requests_table)
         # A snapshot already stored (the same state: events are never rewritten) is kept.
         self.insert_snapshots_statement = SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -305,26 +330,11 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         one round trip."""
         requests = [request for save in saves for request in save.requests]
         snapshots = [snapshot for save in saves for snapshot in save.snapshots]
-        params: tuple[list[Any], ...] = (
-            [e.originator_id for e in events],
-            [e.originator_version for e in events],
-            [e.topic for e in events],
-            [e.state for e in events],
-        )
+        params = _stored_columns(events)
         statement = self.append_events_statement
         if requests or snapshots:
             statement = self.append_statement
-            params += (
-                [r.request_id for r in requests],
-                [r.fingerprint for r in requests],
-                [r.aggregate_id for r in requests],
-                [r.version for r in requests],
-                [r.entity_id for r in requests],
-                [s.originator_id for s in snapshots],
-                [s.originator_version for s in snapshots],
-                [s.topic for s in snapshots],
-                [s.state for s in snapshots],
-            )
+            params += _request_columns(requests) + _stored_columns(snapshots)
         with (
             self.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as curs,  # no dict per returned id
@@ -342,32 +352,10 @@ class AccordPostgresRecorder(PostgresApplicationRecorder):
         """
         requests = [request for save in saves for request in save.requests]
         if requests:
-            curs.execute(
-                SQL(
-                    "INSERT INTO {} SELECT * FROM unnest("
-                    "%b::text[], %b::text[], %b::uuid[], %b::bigint[], %b::uuid[])"
-                ).format(self.requests_table),
-                (
-                    [r.request_id for r in requests],
-                    [r.fingerprint for r in requests],
-                    [r.aggregate_id for r in requests],
-                    [r.version for r in requests],
-                    [r.entity_id for r in requests],
-                ),
-                prepare=False,
-            )
+            curs.execute(self.insert_requests_statement, _request_columns(requests), prepare=False)
         snapshots = [snapshot for save in saves for snapshot in save.snapshots]
         if snapshots:
-            curs.execute(
-                self.insert_snapshots_statement,
-                (
-                    [s.originator_id for s in snapshots],
-                    [s.originator_version for s in snapshots],
-                    [s.topic for s in snapshots],
-                    [s.state for s in snapshots],
-                ),
-                prepare=False,
-            )
+            curs.execute(self.insert_snapshots_statement, _stored_columns(snapshots), prepare=False)
         for save in saves:
             self._write_journal(curs, save.claims, save.destroy_keys, save.guards)
 
