@@ -215,6 +215,8 @@ def _serve(args: argparse.Namespace) -> int:
     metrics = Metrics() if metrics_at else None
     config, app = _open(args, metrics=metrics)
     with app:
+        if metrics is not None:  # the server's own batches; a worker's would stay at zero
+            metrics.watch_batches(app.coalescers())
         views = build_read_models(app, config)
         try:
             exporter = _export(metrics, metrics_at, views, app)

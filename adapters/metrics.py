@@ -1,10 +1,13 @@
-"""Prometheus metrics: how fast calls are, how commands end, how far behind the read models are.
+"""Prometheus metrics: how fast calls are, how commands end, how far behind the read models are,
+and how much concurrent work was shared.
 
 Only this adapter knows about prometheus_client. The application reports
 command outcomes through the neutral ``CommandObserver`` port; the gRPC
 interceptor reports each call's duration; projection positions and lag are
 read from the store at scrape time, so they are right even when another
-process (``accord project``) advances the read models.
+process (``accord project``) advances the read models. Batching counts are
+the coalescers' own counters, read at scrape time: nothing is added to the
+path of a command.
 
 Each ``Metrics`` owns its own ``CollectorRegistry`` rather than the library's
 global one: two servers in one test process, or a test and the code it
@@ -16,9 +19,10 @@ ids or request content, so nothing personal can reach the metrics store.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
@@ -31,9 +35,10 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from application.coalescing import Coalescer
 from application.commands import Command
 from application.mapper import EventMapper
 from domain.events import DomainEvent
@@ -175,6 +180,54 @@ class ProjectionCollector(Collector):
         )
 
 
+class BatchCollector(Collector):
+    """How many batches each coalescer handled, and how many items they carried.
+
+    ``accord_batched_items_total / accord_batches_total`` is the mean batch
+    size: near one, group commit and command coalescing are doing nothing
+    (calls arrive one at a time, or the batches alternate between full and
+    one); near the number of concurrent callers, they are doing their job.
+    ``accord_batches_lingered_total`` counts batches whose leader waited for
+    more items (``ACCORD_COMMAND_LINGER_US``).
+    """
+
+    def __init__(self, coalescers: Sequence[Coalescer[Any, Any]]) -> None:
+        self.coalescers = tuple(coalescers)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        batches, items, lingered = families = self._families()
+        for coalescer in self.coalescers:
+            # Items before batches: a batch counted in between adds to batches alone,
+            # so a scrape may understate the mean size, never overstate it.
+            items.add_metric([coalescer.name], coalescer.items)
+            batches.add_metric([coalescer.name], coalescer.batches)
+            lingered.add_metric([coalescer.name], coalescer.lingered)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, ...]:
+        return (
+            CounterMetricFamily(
+                "accord_batches",
+                "Batches handled by the coalescer (shared, or one item alone)",
+                labels=["coalescer"],
+            ),
+            CounterMetricFamily(
+                "accord_batched_items",
+                "Items handled in the coalescer's batches (over accord_batches: the mean size)",
+                labels=["coalescer"],
+            ),
+            CounterMetricFamily(
+                "accord_batches_lingered",
+                "Batches whose leader waited for more items before writing",
+                labels=["coalescer"],
+            ),
+        )
+
+
 class Metrics:
     """Every Accord metric, in a registry of its own."""
 
@@ -198,6 +251,12 @@ class Metrics:
     def watch(self, read_models: ReadModels, now: Callable[[], datetime]) -> ProjectionCollector:
         """Report these read models' positions and lag (``now`` is the application's clock)."""
         collector = ProjectionCollector(read_models, now)
+        self.registry.register(collector)
+        return collector
+
+    def watch_batches(self, coalescers: Sequence[Coalescer[Any, Any]]) -> BatchCollector:
+        """Report these coalescers' batches and items (``Accord.coalescers()``)."""
+        collector = BatchCollector(coalescers)
         self.registry.register(collector)
         return collector
 

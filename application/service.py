@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Self
 
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 
 from application.clock import Clock, SystemClock
+from application.coalescing import Coalescer
 from application.compliance import ComplianceQueries
 from application.customers import CustomerUseCases
 from application.errors import StoreUnavailableError
@@ -61,6 +62,23 @@ class Accord:
         self.queries = AggregateQueries(self.log, self.executor)
         self.compliance = ComplianceQueries(self.log, self.queries)
         self.keys = KeyManagement(self.log)
+
+    def coalescers(self) -> list[Coalescer[Any, Any]]:
+        """The places where concurrent calls share work, each with its running counts.
+
+        Coalescing only pays when batches form: an operator (and the metrics)
+        needs to see how many items each batch carried, not only that calls
+        were fast. The interactions' coalescer exists when ``command_batch``
+        is above one; the store's group commit when the store has one
+        (PostgreSQL's recorder).
+        """
+        found: list[Coalescer[Any, Any]] = []
+        if self.customers.interaction_batches is not None:
+            found.append(self.customers.interaction_batches)
+        group_commit = getattr(self.log.recorder, "group_commit", None)
+        if isinstance(group_commit, Coalescer):
+            found.append(group_commit)
+        return found
 
     def store_answers(self) -> bool:
         """Whether the event store answers now (what the server's health reports)."""

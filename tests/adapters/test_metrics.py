@@ -1,4 +1,5 @@
-"""Metrics: the command observer counts outcomes, the projection collector reports lag.
+"""Metrics: the command observer counts outcomes, the projection collector reports lag,
+the batch collector shows how much concurrent work was shared.
 
 Each test builds its own ``Metrics`` (its own registry), so counts start at
 zero and the tests can assert exact values.
@@ -6,14 +7,17 @@ zero and the tests can assert exact values.
 
 from __future__ import annotations
 
+import threading
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.metrics import Metrics, start_metrics_server
+from adapters.postgres.recorder import AccordPostgresRecorder
 from adapters.store import StoreConfig
 from adapters.wiring import build_accord
 from application import commands as c
@@ -25,9 +29,9 @@ from domain.aggregate import EventMeta
 from domain.customer import Customer
 from domain.values import Tier
 from projections.catalog import all_projections
-from tests.builders import CTX, new_customer, register_customer
+from tests.builders import CTX, new_customer, purchase, register_customer
 from tests.conftest import AccordFactory, ReadModelsFactory
-from tests.support import FakeClock
+from tests.support import FakeClock, gated
 
 
 @pytest.fixture
@@ -158,6 +162,62 @@ def _gauges(metrics: Metrics, name: str) -> dict[str, float]:
         for sample in family.samples
         if sample.name == name
     }
+
+
+def _batching(metrics: Metrics, coalescer: str) -> tuple[float, float]:
+    return (
+        _value(metrics, "accord_batches_total", coalescer=coalescer),
+        _value(metrics, "accord_batched_items_total", coalescer=coalescer),
+    )
+
+
+def test_interactions_recorded_together_show_as_fewer_batches_than_items(
+    watched: Accord, metrics: Metrics, clock: FakeClock
+) -> None:
+    metrics.watch_batches(watched.coalescers())
+    customers = [new_customer(watched) for _ in range(4)]
+    saves_before = _batching(metrics, "group_commit")
+    interactions = watched.customers.interaction_batches
+    assert interactions is not None
+    gated(interactions, 3)  # the first call is held until the other three queue behind it
+    now = clock.now()
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(
+            watched.customers.record_interaction, purchase(customers[0], "10", now), CTX
+        )
+        while not interactions._leading:
+            threading.Event().wait(0.001)
+        rest = [
+            pool.submit(watched.customers.record_interaction, purchase(cid, "10", now), CTX)
+            for cid in customers[1:]
+        ]
+        recorded = [future.result() for future in (first, *rest)]
+
+    assert {result.aggregate_id for result in recorded} == set(customers)
+    # One alone, then three in one shared batch: a mean of two per batch.
+    assert _batching(metrics, "record_interaction") == (2, 4)
+    assert _value(metrics, "accord_batches_lingered_total", coalescer="record_interaction") == 0
+    if isinstance(watched.log.recorder, AccordPostgresRecorder):
+        # Each of those batches was one save, and one transaction, in the store's group commit.
+        batches, items = _batching(metrics, "group_commit")
+        assert (batches - saves_before[0], items - saves_before[1]) == (2, 2)
+    else:  # SQLite has one writer and no group commit to report
+        assert [co.name for co in watched.coalescers()] == ["record_interaction"]
+        assert _batching(metrics, "group_commit") == (0, 0)
+
+
+def test_without_command_batches_only_the_stores_group_commit_is_reported(
+    store: StoreConfig, master_key: MasterKey, clock: FakeClock, metrics: Metrics
+) -> None:
+    with build_accord(store, Settings(command_batch=1), clock, master_key) as app:
+        metrics.watch_batches(app.coalescers())
+        customer_id = new_customer(app)
+        app.customers.record_interaction(purchase(customer_id, "10", clock.now()), CTX)
+
+    assert _batching(metrics, "record_interaction") == (0, 0)
+    postgres = store.kind == "postgres"
+    assert _batching(metrics, "group_commit") == ((2, 2) if postgres else (0, 0))
 
 
 def test_projection_lag_is_positive_before_catch_up_and_zero_after(

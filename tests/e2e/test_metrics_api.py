@@ -114,6 +114,14 @@ def test_metrics_show_calls_commands_events_and_projection_lag(served: Served) -
         READ_MODELS, 0
     )
     assert per_read_model(samples, "accord_projection_lag_seconds") == dict.fromkeys(READ_MODELS, 0)
+    # The one interaction came alone: one batch of one (no concurrent callers to share with).
+    interactions = {"coalescer": "record_interaction"}
+    assert value(samples, "accord_batches_total", **interactions) == 1
+    assert value(samples, "accord_batched_items_total", **interactions) == 1
+    if served.store.kind == "postgres":  # three saves (two customers, the purchase), one by one
+        commits = {"coalescer": "group_commit"}
+        assert value(samples, "accord_batches_total", **commits) == 3
+        assert value(samples, "accord_batched_items_total", **commits) == 3
 
     # The logs behind these numbers: correlated, and without the customer's name.
     lines = [json.loads(line) for line in served.log_lines() if line.startswith("{")]
