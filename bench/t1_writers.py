@@ -156,7 +156,8 @@ def plain_library(threads: int, seconds: float) -> float:
             app.close()
 
 
-def accord(threads: int, seconds: float) -> float:
+def accord(threads: int, seconds: float, shared: list[str] | None = None) -> float:
+    """``shared``, when given, gets a line on how the commands were batched (a note)."""
     with fresh_schema("t1_accord") as name:
         config = store_config(store_url(name, pool_size=threads, max_overflow=4))
         with build_accord(config, master_key=MasterKey.generate()) as app, quiet_stderr():
@@ -181,7 +182,15 @@ def accord(threads: int, seconds: float) -> float:
 
                 return op
 
-            return run_threads(threads, seconds, make)
+            measured = run_threads(threads, seconds, make)
+            if shared is not None:
+                shared.append(
+                    ", ".join(
+                        f"{co.name} {co.items / max(co.batches, 1):.1f} per batch"
+                        for co in app.coalescers()
+                    )
+                )
+            return measured
 
 
 def run(options: Options) -> Result:
@@ -189,10 +198,11 @@ def run(options: Options) -> Result:
     raw: list[float] = []
     plain: list[float] = []
     ours: list[float] = []
+    batching: list[str] = []
     for _ in range(rounds):
         raw.append(raw_psycopg(THREADS, options.seconds))
         plain.append(plain_library(THREADS, options.seconds))
-        ours.append(accord(THREADS, options.seconds))
+        ours.append(accord(THREADS, options.seconds, batching))
     best_raw, best_plain, best_ours = max(raw), max(plain), max(ours)
 
     def series(values: list[float]) -> str:
@@ -212,6 +222,8 @@ def run(options: Options) -> Result:
         ],
         notes=[
             f"best of {rounds} interleaved round(s) of {options.seconds:g} s each; rounds: "
-            f"raw [{series(raw)}], library [{series(plain)}], Accord [{series(ours)}]"
+            f"raw [{series(raw)}], library [{series(plain)}], Accord [{series(ours)}]",
+            "Accord's batches (mean items, warm-up and set-up included), by round: "
+            + "; ".join(batching),
         ],
     )
